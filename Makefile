@@ -1,0 +1,29 @@
+# Two commands do everything: `make run` (the main job) and `make test`.
+# The venv is made on first use with Python 3.12 when one can be found, else python3.
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON_FOR_VENV := $(shell \
+  if command -v python3.12 >/dev/null 2>&1 && python3.12 -c 'import sys' >/dev/null 2>&1; then echo python3.12; \
+  elif command -v pyenv >/dev/null 2>&1 && [ -x "$$(pyenv root)/versions/3.12.1/bin/python3" ]; then echo "$$(pyenv root)/versions/3.12.1/bin/python3"; \
+  else echo python3; fi)
+PYTEST_ARGS ?= -n 2
+
+.PHONY: run test venv clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON_FOR_VENV) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(PY) -m experiments.demo_cores
+
+test: $(VENV)/.installed
+	$(PY) -m pytest $(PYTEST_ARGS) tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,127 @@
+"""Shared plumbing of every sequence op: shape checks, the dtype policy, initial states,
+the time scan and the choice of implementation.
+
+Dtype policy: inputs may be any float dtype; the state and all accumulation are float32
+(float64 when the inputs are float64); outputs come back in the inputs' dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+# Every implementation name the library knows; each variant offers a subset.
+KNOWN_IMPLEMENTATIONS = ("recurrent", "chunked", "pallas_gpu", "pallas_tpu")
+
+_DIM_NAMES = {"B": "batch", "T": "time", "H": "heads", "K": "key dim", "V": "value dim", "G": "gates",
+              "F": "fast hidden dim", "L": "depth", "M": "2 * depth"}
+
+
+def check_shapes(op: str, arrays: Mapping[str, Any], layouts: Mapping[str, str],
+                 fixed: Mapping[str, int] | None = None) -> dict[str, int]:
+    """Checks each array against its layout (one letter per axis, e.g. `"BTHK"`).
+
+    A letter must have the same size wherever it appears (and the size in `fixed`, if
+    given). Returns the size of every letter. Raises `ValueError` naming the array.
+    """
+    sizes: dict[str, int] = dict(fixed or {})
+    source = {letter: "required" for letter in sizes}
+    for name, x in arrays.items():
+        layout = layouts[name]
+        shape = tuple(jnp.shape(x))
+        pretty = "[" + ", ".join(layout) + "]"
+        if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
+            raise TypeError(f"{op}: {name} must be a floating-point array, got dtype {jnp.result_type(x)}")
+        if len(shape) != len(layout):
+            raise ValueError(f"{op}: {name} must have shape {pretty}, got {shape}")
+        for letter, size in zip(layout, shape):
+            if letter in sizes and sizes[letter] != size:
+                raise ValueError(
+                    f"{op}: {name} has shape {shape} ({pretty}) but {_DIM_NAMES.get(letter, letter)} "
+                    f"{letter}={size} does not match {letter}={sizes[letter]} ({source[letter]})")
+            if letter not in sizes:
+                sizes[letter], source[letter] = size, f"from {name}"
+    return sizes
+
+
+def dtype_policy(*arrays: Any) -> tuple[jnp.dtype, jnp.dtype]:
+    """Returns `(output dtype, accumulation dtype)` for the given inputs."""
+    out_dtype = jnp.result_type(*arrays)
+    return out_dtype, jnp.promote_types(out_dtype, jnp.float32)
+
+
+def prepare_state(op: str, initial_state: Any, zeros: Any) -> Any:
+    """Returns `zeros` if `initial_state` is None, else `initial_state` checked against the
+    structure and shapes of `zeros` and cast to its dtypes."""
+    if initial_state is None:
+        return zeros
+    if isinstance(zeros, tuple) and hasattr(zeros, "_fields") and type(initial_state) is not type(zeros):
+        if isinstance(initial_state, Mapping):
+            initial_state = type(zeros)(**initial_state)
+        elif isinstance(initial_state, (tuple, list)) and len(initial_state) == len(zeros):
+            initial_state = type(zeros)(*initial_state)
+    expected = jax.tree_util.tree_flatten_with_path(zeros)[0]
+    got, got_def = jax.tree_util.tree_flatten_with_path(initial_state)
+    described = ", ".join(f"{jax.tree_util.keystr(p)}: {tuple(x.shape)}" for p, x in expected)
+    if got_def != jax.tree.structure(zeros):
+        raise ValueError(f"{op}: initial_state must be a {type(zeros).__name__} with {described}; "
+                         f"got {jax.tree.structure(initial_state)}")
+    for (path, want), (_, have) in zip(expected, got):
+        if tuple(jnp.shape(have)) != tuple(want.shape):
+            raise ValueError(f"{op}: initial_state{jax.tree_util.keystr(path)} must have shape "
+                             f"{tuple(want.shape)}, got {tuple(jnp.shape(have))} (expected {described})")
+    return jax.tree.map(lambda have, want: jnp.asarray(have, want.dtype), initial_state, zeros)
+
+
+def scan_time(step: Callable[..., tuple[Any, Any]], state: Any, inputs: Any) -> tuple[Any, Any]:
+    """Runs `step(state, *inputs_t) -> (state, output_t)` over axis 1 (time) of every
+    array in the tuple `inputs`; returns `(outputs with time on axis 1, final state)`."""
+    xs = jax.tree.map(lambda x: jnp.moveaxis(x, 1, 0), inputs)
+    state, ys = jax.lax.scan(lambda carry, x_t: step(carry, *x_t), state, xs)
+    return jax.tree.map(lambda y: jnp.moveaxis(y, 0, 1), ys), state
+
+
+def run_recurrent(op: str, step: Callable[..., tuple[Any, Array]], inputs: Mapping[str, Any],
+                  layouts: Mapping[str, str], make_state: Callable[[dict[str, int], Any], Any],
+                  initial_state: Any, *, fixed: Mapping[str, int] | None = None) -> tuple[Array, Any]:
+    """The `recurrent` form of every variant: check, cast, scan `step`, cast back.
+
+    Args:
+      op: name used in error messages.
+      step: `step(state, *inputs_t) -> (state, output_t)`, positional in `inputs` order.
+      inputs: named arrays `[B, T, ...]`.
+      layouts: one layout string per input, e.g. `{"q": "BTHK", "beta": "BTH"}`.
+      make_state: `(sizes, dtype) -> zero state` from the letter sizes.
+      initial_state: a state, or None for zeros.
+      fixed: letter sizes the inputs must have.
+
+    Returns:
+      `(outputs [B, T, ...] in the inputs' dtype, final state in the accumulation dtype)`.
+    """
+    sizes = check_shapes(op, inputs, layouts, fixed)
+    out_dtype, acc_dtype = dtype_policy(*inputs.values())
+    state = prepare_state(op, initial_state, make_state(sizes, acc_dtype))
+    xs = tuple(jnp.asarray(x, acc_dtype) for x in inputs.values())
+    outputs, state = scan_time(step, state, xs)
+    return outputs.astype(out_dtype), state
+
+
+def select_implementation(op: str, implementation: str | None,
+                          available: Mapping[str, Callable[..., Any]]) -> Callable[..., Any]:
+    """Returns the form named `implementation` (None: the first, i.e. preferred, entry of
+    `available`). A name that does not exist for `op` fails with the reason; nothing falls
+    back silently."""
+    if implementation is None:
+        return next(iter(available.values()))
+    if implementation in available:
+        return available[implementation]
+    names = ", ".join(repr(n) for n in available)
+    if implementation in KNOWN_IMPLEMENTATIONS:
+        raise NotImplementedError(
+            f"{op}: implementation {implementation!r} does not exist for this variant (yet); available: {names}")
+    raise ValueError(f"{op}: unknown implementation {implementation!r}; available: {names}")

@@ -1,0 +1,35 @@
+"""Public entry point of the Delta Delta Net."""
+
+from __future__ import annotations
+
+import jax
+
+from fastweights.ops.common.sequence import select_implementation
+from fastweights.ops.delta_delta_net import reference
+
+Array = jax.Array
+
+# Preferred first: `implementation=None` takes the first entry.
+IMPLEMENTATIONS = {"recurrent": reference.recurrent}
+
+
+def delta_delta_net(q: Array, k: Array, v: Array, beta: Array, *, eps: float = 1e-5,
+                    initial_state: reference.State | None = None,
+                    implementation: str | None = None) -> tuple[Array, reference.State]:
+    """Two-level (hierarchical) delta-rule fast weight programmer, causal.
+
+    Args:
+      q: queries `[B, T, H, K]`, already feature-mapped and sum-normalised.
+      k: keys `[B, T, H, K]`, already feature-mapped and sum-normalised.
+      v: first-level values `[B, T, H, 3d+1]`: their read gives the second level's
+        `(q, k, v, beta)` logits of sizes `(d, d, d, 1)`.
+      beta: first-level write strengths `[B, T, H]`, already sigmoided.
+      eps: epsilon of the second level's sum normalisation (official: 1e-5).
+      initial_state: `State(W=(W1 [B, H, K, 3d+1], W2 [B, H, d, d]))`; zeros if None.
+      implementation: None (the best available) or one of `IMPLEMENTATIONS`.
+
+    Returns:
+      `(o [B, T, H, d] in the input dtype, final State in float32)`.
+    """
+    fn = select_implementation("delta_delta_net", implementation, IMPLEMENTATIONS)
+    return fn(q, k, v, beta, eps=eps, initial_state=initial_state)

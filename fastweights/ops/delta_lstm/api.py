@@ -1,0 +1,40 @@
+"""Public entry point of the Delta LSTM."""
+
+from __future__ import annotations
+
+import jax
+
+from fastweights.ops.common.sequence import select_implementation
+from fastweights.ops.delta_lstm import reference
+
+Array = jax.Array
+
+# Preferred first: `implementation=None` takes the first entry.
+IMPLEMENTATIONS = {"recurrent": reference.recurrent}
+
+
+def delta_lstm(q: Array, k: Array, v: Array, beta: Array, rk: Array, rv: Array, rbeta: Array, *,
+               version: int = 4, initial_state: reference.State | None = None,
+               implementation: str | None = None) -> tuple[Array, reference.State]:
+    """Delta LSTM: three gates, each with delta-rule feed-forward and recurrent fast weights.
+
+    Every input has a gate axis of size 3 after the heads, ordered (input, update, output).
+
+    Args:
+      q: queries `[B, T, H, 3, K]`, feature-mapped and sum-normalised.
+      k: keys `[B, T, H, 3, K]`, feature-mapped and sum-normalised.
+      v: values `[B, T, H, 3, V]`.
+      beta: feed-forward write strengths `[B, T, H, 3]`, already sigmoided.
+      rk: recurrent keys `[B, T, H, 3, V]`, already softmaxed.
+      rv: recurrent values `[B, T, H, 3, V]`.
+      rbeta: recurrent write strengths `[B, T, H, 3]`, already sigmoided.
+      version: 1-4 (official `attn_type` 224, 234, 244, 254); 4 is the paper's Delta LSTM.
+      initial_state: `State(W [B, H, 3, K, V], R [B, H, 3, V, V], h [B, H, V], c [B, H, V])`;
+        zeros if None.
+      implementation: None (the best available) or one of `IMPLEMENTATIONS`.
+
+    Returns:
+      `(h [B, T, H, V] in the input dtype, final State in float32)`.
+    """
+    fn = select_implementation("delta_lstm", implementation, IMPLEMENTATIONS)
+    return fn(q, k, v, beta, rk, rv, rbeta, version=version, initial_state=initial_state)

@@ -1,0 +1,39 @@
+"""Public entry point of the Delta RNN."""
+
+from __future__ import annotations
+
+import jax
+
+from fastweights.ops.common.sequence import select_implementation
+from fastweights.ops.delta_rnn import reference
+
+Array = jax.Array
+
+# Preferred first: `implementation=None` takes the first entry.
+IMPLEMENTATIONS = {"recurrent": reference.recurrent}
+
+
+def delta_rnn(q: Array, k: Array, v: Array, beta: Array, rk: Array, rv: Array, rbeta: Array, *,
+              version: int = 2, initial_state: reference.State | None = None,
+              implementation: str | None = None) -> tuple[Array, reference.State]:
+    """Delta RNN: `y_t = R_t^T f(y_{t-1}) + W_t^T q_t` with delta-rule fast `W` and `R`.
+
+    Args:
+      q: queries `[B, T, H, K]`, feature-mapped and sum-normalised (v2) or softmaxed (v1).
+      k: keys `[B, T, H, K]`, mapped like `q`.
+      v: values `[B, T, H, V]`.
+      beta: feed-forward write strengths `[B, T, H]`, already sigmoided.
+      rk: recurrent keys `[B, T, H, V]`, already softmaxed.
+      rv: recurrent values `[B, T, H, V]`.
+      rbeta: recurrent write strengths `[B, T, H]`, already sigmoided.
+      version: 2 (default; the paper's Delta RNN, official `attn_type` 134) applies
+        `softmax_eps` to the previous raw output inside; 1 (`attn_type` 124) applies an
+        exact softmax to the new output.
+      initial_state: `State(W [B, H, K, V], R [B, H, V, V], y [B, H, V])`; zeros if None.
+      implementation: None (the best available) or one of `IMPLEMENTATIONS`.
+
+    Returns:
+      `(y [B, T, H, V] in the input dtype, final State in float32)`.
+    """
+    fn = select_implementation("delta_rnn", implementation, IMPLEMENTATIONS)
+    return fn(q, k, v, beta, rk, rv, rbeta, version=version, initial_state=initial_state)

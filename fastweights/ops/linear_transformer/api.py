@@ -1,0 +1,36 @@
+"""Public entry point of the Linear Transformer (sum rule)."""
+
+from __future__ import annotations
+
+import jax
+
+from fastweights.ops.common.sequence import select_implementation
+from fastweights.ops.linear_transformer import reference
+
+Array = jax.Array
+
+# Preferred first: `implementation=None` takes the first entry.
+IMPLEMENTATIONS = {"recurrent": reference.recurrent}
+
+
+def linear_transformer(q: Array, k: Array, v: Array, *, normalize: bool = False, eps: float = 1e-5,
+                       initial_state: reference.State | None = None,
+                       implementation: str | None = None) -> tuple[Array, reference.State]:
+    """Sum-rule fast weight programmer (linear attention), causal.
+
+    Args:
+      q: queries `[B, T, H, K]`, already feature-mapped (e.g. `elu_p1`, `dpfp`).
+      k: keys `[B, T, H, K]`, already feature-mapped.
+      v: values `[B, T, H, V]`.
+      normalize: divide each read by `z_t . q_t + eps`, where `z_t` is the running key sum
+        including step t (the official `attn_type` 34 without `--skip_attn_normalization`).
+      eps: added to the normaliser.
+      initial_state: `State(W [B, H, K, V], z [B, H, K])`; zeros if None.
+      implementation: None (the best available) or one of `IMPLEMENTATIONS`.
+
+    Returns:
+      `(o [B, T, H, V] in the input dtype, final State in float32)`. No `1/sqrt(d)` scale:
+      that belongs to the layer.
+    """
+    fn = select_implementation("linear_transformer", implementation, IMPLEMENTATIONS)
+    return fn(q, k, v, normalize=normalize, eps=eps, initial_state=initial_state)

@@ -1,0 +1,39 @@
+"""Public entry point of the Recurrent Delta Net."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import jax
+
+from fastweights.ops.common.sequence import select_implementation
+from fastweights.ops.recurrent_delta_net import reference
+
+Array = jax.Array
+
+# Preferred first: `implementation=None` takes the first entry.
+IMPLEMENTATIONS = {"recurrent": reference.recurrent}
+
+
+def recurrent_delta_net(q: Array, k: Array, v: Array, beta: Array, *,
+                        params: reference.Params | Mapping[str, Array],
+                        initial_state: reference.State | None = None,
+                        implementation: str | None = None) -> tuple[Array, reference.State]:
+    """Recurrent Delta Net: the previous output `y_{t-1}` feeds back through `tanh` and slow
+    recurrent matrices into this step's query, key, value and write strength.
+
+    Args:
+      q, k, v: raw pre-activations `[B, T, H, D]` (no feature map: the softmax of q and k
+        is applied inside, after the recurrent contribution is added).
+      beta: raw write-strength logits `[B, T, H]` (the sigmoid is applied inside).
+      params: `Params(R_q, R_k, R_v [H, D, D], r_b [H, D])` (or a mapping with these keys):
+        the slow recurrent weights, applied as `R^T tanh(y_{t-1})` and `r_b . tanh(y_{t-1})`.
+        `init_params` draws them as the official code does.
+      initial_state: `State(W [B, H, D, D], y [B, H, D])`; zeros if None.
+      implementation: None (the best available) or one of `IMPLEMENTATIONS`.
+
+    Returns:
+      `(y [B, T, H, D] in the input dtype, final State in float32)`.
+    """
+    fn = select_implementation("recurrent_delta_net", implementation, IMPLEMENTATIONS)
+    return fn(q, k, v, beta, params=params, initial_state=initial_state)
