@@ -88,7 +88,8 @@ def favor_plus(x: Array, projection: Array, eps: float = 1e-4) -> Array:
 
 
 def layer_norm(x: Array, scale: Array, bias: Array, eps: float = 1e-5) -> Array:
-    """LayerNorm over the last axis with affine parameters (biased variance, as torch)."""
+    """LayerNorm over the last axis with affine parameters `[D]` (biased variance, as torch)."""
+    scale, bias = (jnp.reshape(p, (1,) * (x.ndim - 1) + p.shape) for p in (scale, bias))
     mean = jnp.mean(x, axis=-1, keepdims=True)
     var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
     return (x - mean) * jax.lax.rsqrt(var + eps) * scale + bias

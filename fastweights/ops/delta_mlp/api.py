@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Sequence
 
 import jax
@@ -15,6 +17,7 @@ Array = jax.Array
 IMPLEMENTATIONS = {"recurrent": reference.recurrent}
 
 
+@functools.partial(jax.jit, static_argnames=("depth", "eps", "ln_eps", "implementation"))
 def delta_mlp(q: Array, k: Sequence[Array], v: Sequence[Array], beta: Array, ln_scale: Array,
               ln_bias: Array, *, depth: int | None = None, eps: float = 1e-5, ln_eps: float = 1e-5,
               initial_state: reference.State | None = None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 
 from fastweights.ops.common.sequence import select_implementation
@@ -13,6 +15,7 @@ Array = jax.Array
 IMPLEMENTATIONS = {"recurrent": reference.recurrent}
 
 
+@functools.partial(jax.jit, static_argnames=("implementation",))
 def delta_net(q: Array, k: Array, v: Array, beta: Array, *,
               initial_state: reference.State | None = None,
               implementation: str | None = None) -> tuple[Array, reference.State]:

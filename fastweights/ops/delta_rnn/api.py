@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 
 from fastweights.ops.common.sequence import select_implementation
@@ -13,6 +15,7 @@ Array = jax.Array
 IMPLEMENTATIONS = {"recurrent": reference.recurrent}
 
 
+@functools.partial(jax.jit, static_argnames=("version", "implementation"))
 def delta_rnn(q: Array, k: Array, v: Array, beta: Array, rk: Array, rv: Array, rbeta: Array, *,
               version: int = 2, initial_state: reference.State | None = None,
               implementation: str | None = None) -> tuple[Array, reference.State]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Mapping
 
 import jax
@@ -15,6 +17,7 @@ Array = jax.Array
 IMPLEMENTATIONS = {"recurrent": reference.recurrent}
 
 
+@functools.partial(jax.jit, static_argnames=("implementation",))
 def recurrent_delta_net(q: Array, k: Array, v: Array, beta: Array, *,
                         params: reference.Params | Mapping[str, Array],
                         initial_state: reference.State | None = None,

@@ -78,7 +78,7 @@ def step(state: State, q: Array, k: Array, v: Array, beta: Array, *,
     q = jax.nn.softmax(q + read(params.R_q, s), axis=-1)
     k = jax.nn.softmax(k + read(params.R_k, s), axis=-1)
     v = v + read(params.R_v, s)
-    beta = jax.nn.sigmoid(beta + jnp.sum(params.r_b * s, axis=-1))
+    beta = jax.nn.sigmoid(beta + jnp.einsum("...d,...d->...", params.r_b, s))
     W = delta_update(state.W, k, v, beta)
     y = read(W, q)
     return State(W, y), y

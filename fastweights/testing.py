@@ -1,0 +1,136 @@
+"""Test and benchmark helpers: the one tolerance table, `assert_close`, and input factories
+that produce what each op receives from its layer (feature-mapped, normalised, sigmoided).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fastweights import registry
+
+# The only place tolerances live. Each entry: what is compared, and why this bound.
+# `atol` is in units of the expected leaf's RMS magnitude when that exceeds 1: float32
+# rounding follows the size of the terms summed, not of one (possibly cancelled) result.
+TOLERANCES: Mapping[str, Mapping[str, float]] = {
+    # float32 op against an independent float64 NumPy loop (PAPER_SPEC equations), T <= 64.
+    "float32_vs_float64": dict(rtol=1e-5, atol=1e-5),
+    # Two float32 evaluations of the same algebra (step-by-step vs scan, split vs one pass,
+    # jit/vmap vs eager): only summation order and fusion may differ.
+    "float32_same_algebra": dict(rtol=1e-6, atol=1e-6),
+    # bfloat16 inputs: the state is float32, so outputs differ from the float32 run only by
+    # the final rounding to bfloat16 (unit roundoff 2^-8).
+    "bfloat16_output": dict(rtol=2.0 ** -8, atol=1e-6),
+    # float64 analytic gradient (autodiff) against a central finite difference, eps = 1e-6.
+    "finite_difference_float64": dict(rtol=1e-6, atol=1e-9),
+    # Long sequences with the paper's feature maps: the fast weights stay bounded by the values.
+    "long_sequence_bound": dict(max_abs=1e3),
+}
+
+
+def assert_close(actual: Any, expected: Any, tolerance: str, *, name: str = "") -> None:
+    """Asserts every leaf of `actual` is close to `expected` under `TOLERANCES[tolerance]`,
+    reporting the max absolute error and relative RMSE of the worst leaf."""
+    tol = TOLERANCES[tolerance]
+    actual_leaves, actual_def = jax.tree.flatten(actual)
+    expected_leaves, expected_def = jax.tree.flatten(expected)
+    if len(actual_leaves) != len(expected_leaves):
+        raise AssertionError(f"{name}: structures differ: {actual_def} vs {expected_def}")
+    for i, (a, e) in enumerate(zip(actual_leaves, expected_leaves)):
+        a = np.asarray(a, np.float64)
+        e = np.asarray(e, np.float64)
+        label = f"{name}[leaf {i}]" if len(actual_leaves) > 1 else name
+        if a.shape != e.shape:
+            raise AssertionError(f"{label}: shape {a.shape} != expected {e.shape}")
+        if not np.all(np.isfinite(a)):
+            raise AssertionError(f"{label}: non-finite values")
+        err = np.abs(a - e)
+        rms = np.sqrt(np.mean(e ** 2)) if e.size else 0.0
+        rel_rmse = np.sqrt(np.mean(err ** 2)) / max(rms, 1e-30) if e.size else 0.0
+        np.testing.assert_allclose(
+            a, e, rtol=tol["rtol"], atol=tol["atol"] * max(1.0, rms),
+            err_msg=f"{label} ({tolerance}: max abs err {err.max(initial=0):.3e}, rel RMSE {rel_rmse:.3e})")
+
+
+@contextlib.contextmanager
+def float64() -> Iterator[None]:
+    """Enables float64 in JAX inside the block (jax.enable_x64 on every supported release)."""
+    enable = getattr(jax, "enable_x64", None)
+    if enable is None:  # older releases
+        from jax.experimental import enable_x64 as enable
+    with enable(True):
+        yield
+
+
+def example_inputs(name: str, seed: int = 0, *, batch: int = 2, time: int = 8, heads: int = 2,
+                   key_dim: int = 4, value_dim: int = 5, dtype=jnp.float32,
+                   depth: int = 1, **_options: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Random inputs for variant `name`, as its layer would produce them with the paper's
+    feature maps: `(args, kwargs)` such that `fn(*args, **kwargs)` runs.
+
+    Drawn with NumPy on the host (no compilation, deterministic in `seed`). `value_dim` is
+    the output width of every variant: the Delta Delta Net gets values of width
+    `3 * value_dim + 1`; the Delta MLP uses `key_dim` as the query width d and `value_dim`
+    as the fast hidden width f; the RDN needs `key_dim == value_dim`. Extra keyword options
+    (e.g. `version`) are ignored here.
+    """
+    variant = registry.get(name)
+    B, T, H, K, V = batch, time, heads, key_dim, value_dim
+    rng = np.random.default_rng(seed)
+
+    def to_jax(x):
+        return jnp.asarray(x.astype(np.float32), dtype)
+
+    def raw(*shape):
+        return rng.standard_normal(shape)
+
+    def elu1(x):
+        return np.where(x > 0, x + 1.0, np.exp(np.minimum(x, 0.0)))
+
+    def mapped(*shape):  # ELU+1 then sum normalisation, as every delta-rule LM layer
+        x = elu1(raw(*shape))
+        return to_jax(x / x.sum(-1, keepdims=True))
+
+    def beta(*shape):
+        return to_jax(1.0 / (1.0 + np.exp(-raw(*shape))))
+
+    def softmax(*shape):
+        e = np.exp(raw(*shape))
+        return to_jax(e / e.sum(-1, keepdims=True))
+
+    def normal(*shape, scale=1.0):
+        return to_jax(scale * raw(*shape))
+
+    if variant.name == "linear_transformer":
+        return (to_jax(elu1(raw(B, T, H, K))), to_jax(elu1(raw(B, T, H, K))), normal(B, T, H, V)), {}
+    if variant.name == "delta_net":
+        return (mapped(B, T, H, K), mapped(B, T, H, K), normal(B, T, H, V), beta(B, T, H)), {}
+    if variant.name == "delta_delta_net":
+        return (mapped(B, T, H, K), mapped(B, T, H, K), normal(B, T, H, 3 * V + 1), beta(B, T, H)), {}
+    if variant.name == "delta_mlp":
+        d, f = K, V
+        k = [mapped(B, T, H, d if i % 2 == 0 else f) for i in range(2 * depth)]
+        v = [normal(B, T, H, f if i % 2 == 0 else d) for i in range(2 * depth)]
+        ln_scale = to_jax(1.0 + 0.1 * raw(depth, d))
+        return (normal(B, T, H, d), k, v, beta(B, T, H, 2 * depth), ln_scale,
+                normal(depth, d, scale=0.1)), {}
+    if variant.name == "delta_rnn":
+        return (mapped(B, T, H, K), mapped(B, T, H, K), normal(B, T, H, V), beta(B, T, H),
+                softmax(B, T, H, V), normal(B, T, H, V), beta(B, T, H)), {}
+    if variant.name == "delta_lstm":
+        G = 3
+        return (mapped(B, T, H, G, K), mapped(B, T, H, G, K), normal(B, T, H, G, V), beta(B, T, H, G),
+                softmax(B, T, H, G, V), normal(B, T, H, G, V), beta(B, T, H, G)), {}
+    if variant.name == "recurrent_delta_net":
+        if K != V:
+            raise ValueError("recurrent_delta_net needs key_dim == value_dim")
+        from fastweights.ops.recurrent_delta_net import Params
+        std = K ** -0.5  # the official initialisation of the slow recurrent weights
+        params = Params(*(normal(H, K, K, scale=std) for _ in range(3)), normal(H, K, scale=std))
+        return (normal(B, T, H, K), normal(B, T, H, K), normal(B, T, H, K), normal(B, T, H)), {"params": params}
+    raise ValueError(f"example_inputs: {name!r} has no functional core")

@@ -1,0 +1,92 @@
+"""The variant cases every contract test runs over, and small helpers to call them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+import numpy_reference
+from fastweights import registry
+from fastweights.testing import example_inputs
+
+# (variant, options): every variant, every version, both normaliser settings, two depths.
+CASES: list[tuple[str, dict[str, Any]]] = [
+    ("linear_transformer", {}),
+    ("linear_transformer", {"normalize": True}),
+    ("delta_net", {}),
+    ("delta_mlp", {"depth": 1}),
+    ("delta_mlp", {"depth": 2}),
+    ("delta_delta_net", {}),
+    ("delta_rnn", {"version": 1}),
+    ("delta_rnn", {"version": 2}),
+    ("delta_lstm", {"version": 1}),
+    ("delta_lstm", {"version": 2}),
+    ("delta_lstm", {"version": 3}),
+    ("delta_lstm", {"version": 4}),
+    ("recurrent_delta_net", {}),
+]
+
+
+def case_id(case: tuple[str, dict[str, Any]]) -> str:
+    name, options = case
+    return "-".join([name, *(f"{k}={v}" for k, v in options.items())])
+
+
+def make_inputs(case, seed=0, **shape):
+    """`(args, kwargs)` for a case; the RDN gets value_dim = key_dim."""
+    name, options = case
+    if name == "recurrent_delta_net":
+        shape["value_dim"] = shape.get("key_dim", 4)
+    return example_inputs(name, seed, **shape, **options)
+
+
+def run(case, args, kwargs, initial_state=None, **extra):
+    """Calls the public function of the case."""
+    name, options = case
+    return registry.get(name).fn(*args, **kwargs, **options, initial_state=initial_state, **extra)
+
+
+def run_numpy(case, args, kwargs, initial_state=None):
+    """The independent float64 NumPy loop of the case."""
+    name, options = case
+    state = None if initial_state is None else initial_state._asdict()
+    return getattr(numpy_reference, name)(*args, **kwargs, **options, state=state)
+
+
+def random_state(key, like, scale=0.5):
+    """A random state with the structure and shapes of `like` (the normaliser `z`, a sum
+    of positive keys, is kept positive)."""
+    leaves, treedef = jax.tree.flatten(like)
+    keys = jax.random.split(key, len(leaves))
+    new = [scale * jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)]
+    state = jax.tree.unflatten(treedef, new)
+    if hasattr(state, "z"):
+        state = state._replace(z=jnp.abs(state.z) + 1.0)
+    return state
+
+
+# Per-step inputs of each variant's `step` (the rest of `args` is passed through unsliced).
+NUM_TIME_ARGS = {"delta_mlp": 4}
+
+
+def run_step_by_step(case, args, kwargs, state):
+    """Runs the variant's `step` token by token in a Python loop."""
+    name, options = case
+    module = registry.get(name).module
+    n_time = NUM_TIME_ARGS.get(name, len(args))
+    step_options = {k: v for k, v in options.items() if k != "depth"} | kwargs
+    step = jax.jit(lambda s, *x: module.step(s, *x, *args[n_time:], **step_options))
+    outputs = []
+    for t in range(args[0].shape[1]):
+        state, o = step(state, *jax.tree.map(lambda a: a[:, t], args[:n_time]))
+        outputs.append(o)
+    return jnp.stack(outputs, axis=1), state
+
+
+def slice_time(case, args, start, stop):
+    """The case's `args` with the per-step inputs restricted to steps `[start, stop)`."""
+    n_time = NUM_TIME_ARGS.get(case[0], len(args))
+    return tuple(jax.tree.map(lambda a: a[:, start:stop], x) if i < n_time else x
+                 for i, x in enumerate(args))
