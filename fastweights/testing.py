@@ -5,6 +5,7 @@ that produce what each op receives from its layer (feature-mapped, normalised, s
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -28,6 +29,10 @@ TOLERANCES: Mapping[str, Mapping[str, float]] = {
     "bfloat16_output": dict(rtol=2.0 ** -8, atol=1e-6),
     # float64 analytic gradient (autodiff) against a central finite difference, eps = 1e-6.
     "finite_difference_float64": dict(rtol=1e-6, atol=1e-9),
+    # Feature maps against their NumPy formulas in float64: exact up to rounding.
+    "float64_exact": dict(rtol=1e-12, atol=1e-14),
+    # Monte Carlo estimates: |mean - target| within this many standard errors.
+    "monte_carlo": dict(sigmas=4.0),
     # Long sequences with the paper's feature maps: the fast weights stay bounded by the values.
     "long_sequence_bound": dict(max_abs=1e3),
 }
@@ -134,3 +139,36 @@ def example_inputs(name: str, seed: int = 0, *, batch: int = 2, time: int = 8, h
         params = Params(*(normal(H, K, K, scale=std) for _ in range(3)), normal(H, K, scale=std))
         return (normal(B, T, H, K), normal(B, T, H, K), normal(B, T, H, K), normal(B, T, H)), {"params": params}
     raise ValueError(f"example_inputs: {name!r} has no functional core")
+
+
+# Leading arguments of each variant's `step` that carry a time axis (the rest, like the
+# Delta MLP's LayerNorm parameters, pass through unsliced).
+_NUM_TIME_ARGS = {"delta_mlp": 4}
+
+
+def slice_time(name: str, args: tuple[Any, ...], start: int, stop: int) -> tuple[Any, ...]:
+    """`args` of variant `name` with the per-step inputs restricted to steps `[start, stop)`."""
+    n_time = _NUM_TIME_ARGS.get(registry.get(name).name, len(args))
+    return tuple(jax.tree.map(lambda a: a[:, start:stop], x) if i < n_time else x
+                 for i, x in enumerate(args))
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted_step(name: str, option_items: tuple[tuple[str, Any], ...]):
+    step, options = registry.get(name).module.step, dict(option_items)
+    return jax.jit(lambda state, x_t, rest, kwargs: step(state, *x_t, *rest, **options, **kwargs))
+
+
+def step_by_step(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], state: Any,
+                 **options: Any) -> tuple[jax.Array, Any]:
+    """Runs the variant's `step` token by token in a Python loop (one jitted call per step):
+    the streaming form that every sequence form must equal."""
+    variant = registry.get(name)
+    n_time = _NUM_TIME_ARGS.get(variant.name, len(args))
+    step = _jitted_step(variant.name, tuple(sorted((k, v) for k, v in options.items() if k != "depth")))
+    outputs = []
+    for t in range(jax.tree.leaves(args[0])[0].shape[1]):
+        x_t = jax.tree.map(lambda a: a[:, t], args[:n_time])
+        state, o = step(state, x_t, args[n_time:], dict(kwargs))
+        outputs.append(o)
+    return jnp.stack(outputs, axis=1), state

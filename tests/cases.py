@@ -9,7 +9,8 @@ import jax.numpy as jnp
 
 import numpy_reference
 from fastweights import registry
-from fastweights.testing import example_inputs
+from fastweights.testing import example_inputs, step_by_step
+from fastweights.testing import slice_time as _slice_time
 
 # (variant, options): every variant, every version, both normaliser settings, two depths.
 CASES: list[tuple[str, dict[str, Any]]] = [
@@ -67,26 +68,12 @@ def random_state(key, like, scale=0.5):
     return state
 
 
-# Per-step inputs of each variant's `step` (the rest of `args` is passed through unsliced).
-NUM_TIME_ARGS = {"delta_mlp": 4}
-
-
 def run_step_by_step(case, args, kwargs, state):
-    """Runs the variant's `step` token by token in a Python loop."""
+    """Runs the variant's `step` token by token."""
     name, options = case
-    module = registry.get(name).module
-    n_time = NUM_TIME_ARGS.get(name, len(args))
-    step_options = {k: v for k, v in options.items() if k != "depth"} | kwargs
-    step = jax.jit(lambda s, *x: module.step(s, *x, *args[n_time:], **step_options))
-    outputs = []
-    for t in range(args[0].shape[1]):
-        state, o = step(state, *jax.tree.map(lambda a: a[:, t], args[:n_time]))
-        outputs.append(o)
-    return jnp.stack(outputs, axis=1), state
+    return step_by_step(name, args, kwargs, state, **options)
 
 
 def slice_time(case, args, start, stop):
     """The case's `args` with the per-step inputs restricted to steps `[start, stop)`."""
-    n_time = NUM_TIME_ARGS.get(case[0], len(args))
-    return tuple(jax.tree.map(lambda a: a[:, start:stop], x) if i < n_time else x
-                 for i, x in enumerate(args))
+    return _slice_time(case[0], args, start, stop)

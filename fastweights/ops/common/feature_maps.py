@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 Array = jax.Array
 
@@ -58,7 +57,12 @@ def favor_plus_projection(key: Array, dim: int, num_features: int, *, dtype=jnp.
     Rows come from stacked `num_features x num_features` random orthogonal blocks (the
     transposed Q of a QR decomposition of a Gaussian matrix, the last block cut to the
     remaining rows); row `i` is then scaled by the norm of a fresh `num_features`-dim
-    Gaussian vector.
+    Gaussian vector. The features are the columns of `P`.
+
+    Quirk kept from the official code: the performer construction is meant for a
+    `[num_features, dim]` matrix whose rows are the features; drawn `[dim, num_features]`
+    and used by columns, the features are not exactly Gaussian, so `favor_plus` with this
+    projection estimates the softmax kernel with a small bias (about 1% at D=4, M=16).
     """
     if dim < 1 or num_features < 1:
         raise ValueError(f"favor_plus_projection: dim and num_features must be positive, got {dim}, {num_features}")
@@ -84,7 +88,7 @@ def favor_plus(x: Array, projection: Array, eps: float = 1e-4) -> Array:
     offset = -0.5 * jnp.sum(x * x, axis=-1, keepdims=True)
     u = jnp.einsum("...d,dm->...m", x, projection.astype(x.dtype), precision=jax.lax.Precision.HIGHEST)
     features = jnp.concatenate([jnp.exp(offset + u), jnp.exp(offset - u)], axis=-1) + eps
-    return features * np.float32(1.0 / np.sqrt(2 * num_features)).astype(x.dtype)
+    return features * (2 * num_features) ** -0.5
 
 
 def layer_norm(x: Array, scale: Array, bias: Array, eps: float = 1e-5) -> Array:

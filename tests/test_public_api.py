@@ -1,0 +1,41 @@
+"""The public API and the README agree with the registry, and the README example runs."""
+
+import re
+from pathlib import Path
+
+import fastweights as fw
+
+README = (Path(__file__).parents[1] / "README.md").read_text()
+
+
+def test_every_core_is_exported():
+    for name, variant in fw.VARIANTS.items():
+        if variant.family != "baseline":
+            assert name in fw.__all__
+            assert getattr(fw, name) is variant.fn
+
+
+def test_readme_variant_table_matches_the_registry():
+    rows = {m[1]: [c.strip() for c in m[2].split("|")]
+            for m in re.finditer(r"^\| `(\w+)` \|(.*)\|$", README, re.M)}
+    assert set(rows) == set(fw.VARIANTS)
+    for name, (paper, ids, state, forms) in rows.items():
+        variant = fw.VARIANTS[name]
+        assert paper.startswith(variant.paper_name.split(" (")[0])
+        for code in re.findall(r"(?:lm|alg):\d+", ids):
+            assert fw.get(code) is variant, code
+        official = {a.code for a in variant.aliases if ":" in a.code}
+        assert official == set(re.findall(r"(?:lm|alg):\d+", ids))
+        assert [s.strip() for s in state.split(",") if s.strip()] == list(variant.state)
+        if variant.family != "baseline":
+            assert [f.strip() for f in forms.split(",")] == list(variant.forms)
+
+
+def test_readme_example_runs():
+    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
+    assert blocks
+    for block in blocks:
+        namespace = {}
+        exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
+    assert namespace["out"].shape == (2, 16, 4, 8)
+    assert namespace["variant"].name == "delta_rnn"
