@@ -24,6 +24,10 @@ TOLERANCES: Mapping[str, Mapping[str, float]] = {
     # Two float32 evaluations of the same algebra (step-by-step vs scan, split vs one pass,
     # jit/vmap vs eager): only summation order and fusion may differ.
     "float32_same_algebra": dict(rtol=1e-6, atol=1e-6),
+    # Another form (chunked, kernels) against `recurrent` in float32: the same algebra in a
+    # different summation order (triangular solves, chunk sums); gradients twice as loose.
+    "float32_other_form": dict(rtol=1e-5, atol=1e-5),
+    "float32_other_form_grad": dict(rtol=2e-5, atol=2e-5),
     # bfloat16 inputs: the state is float32, so outputs differ from the float32 run only by
     # the final rounding to bfloat16 (unit roundoff 2^-8).
     "bfloat16_output": dict(rtol=2.0 ** -8, atol=1e-6),

@@ -5,7 +5,10 @@ import jax
 import pytest
 from cases import CASES, case_id, make_inputs, random_state, run, run_numpy
 
+from fastweights import registry
 from fastweights.testing import assert_close
+
+FORM_CASES = [(case, form) for case in CASES for form in registry.get(case[0]).forms]
 
 SHAPES = {
     "T7": dict(time=7, key_dim=4, value_dim=4),
@@ -16,14 +19,16 @@ SHAPES = {
 
 @pytest.mark.parametrize("carry", [False, True], ids=["zero-state", "carried-state"])
 @pytest.mark.parametrize("shape", list(SHAPES), ids=list(SHAPES))
-@pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_matches_numpy_float64(case, shape, carry):
+@pytest.mark.parametrize("item", FORM_CASES, ids=lambda item: f"{case_id(item[0])}-{item[1]}")
+def test_matches_numpy_float64(item, shape, carry):
+    case, form = item
     args, kwargs = make_inputs(case, 0, batch=2, heads=2, **SHAPES[shape])
     initial_state = None
     if carry:
         _, zero_final = run(case, args, kwargs)
         initial_state = random_state(jax.random.PRNGKey(1), zero_final)
-    out, final = run(case, args, kwargs, initial_state)
+    options = dict(chunk_size=16) if form == "chunked" else {}
+    out, final = run(case, args, kwargs, initial_state, implementation=form, **options)
     ref_out, ref_final = run_numpy(case, args, kwargs, initial_state)
     assert_close(out, ref_out, "float32_vs_float64", name="outputs")
     assert_close(final._asdict(), ref_final, "float32_vs_float64", name="final state")

@@ -111,15 +111,21 @@ def run_recurrent(op: str, step: Callable[..., tuple[Any, Array]], inputs: Mappi
     return outputs.astype(out_dtype), state
 
 
-def select_implementation(op: str, implementation: str | None,
-                          available: Mapping[str, Callable[..., Any]]) -> Callable[..., Any]:
-    """Returns the form named `implementation` (None: the first, i.e. preferred, entry of
-    `available`). A name that does not exist for `op` fails with the reason; nothing falls
-    back silently."""
+# `implementation=None`: the chunked form from this sequence length on, else the scan.
+# Measured with benchmarks/bench_ops.py (BENCHMARKS.md); at T = 1 the scan has nothing to
+# parallelise and the chunked form only adds the triangular solve.
+CHUNKED_FROM_TIME = 8
+
+
+def select_implementation(op: str, implementation: str | None, available: Mapping[str, Any], *,
+                          time: int) -> str:
+    """The name of the form to run. None: the fastest measured form for this length (see
+    `CHUNKED_FROM_TIME`). A name that does not exist for `op` fails with the reason; nothing
+    falls back silently."""
     if implementation is None:
-        return next(iter(available.values()))
+        return "chunked" if "chunked" in available and time >= CHUNKED_FROM_TIME else "recurrent"
     if implementation in available:
-        return available[implementation]
+        return implementation
     names = ", ".join(repr(n) for n in available)
     if implementation in KNOWN_IMPLEMENTATIONS:
         raise NotImplementedError(

@@ -7,18 +7,18 @@ import functools
 import jax
 
 from fastweights.ops.common.sequence import select_implementation
-from fastweights.ops.delta_delta_net import reference
+from fastweights.ops.delta_delta_net import chunked, reference
 
 Array = jax.Array
 
-# Preferred first: `implementation=None` takes the first entry.
-IMPLEMENTATIONS = {"recurrent": reference.recurrent}
+IMPLEMENTATIONS = {"chunked": chunked.chunked, "recurrent": reference.recurrent}
 
 
-@functools.partial(jax.jit, static_argnames=("eps", "implementation"))
+@functools.partial(jax.jit, static_argnames=("eps", "chunk_size", "implementation"))
 def delta_delta_net(q: Array, k: Array, v: Array, beta: Array, *, eps: float = 1e-5,
                     initial_state: reference.State | None = None,
-                    implementation: str | None = None) -> tuple[Array, reference.State]:
+                    implementation: str | None = None,
+                    chunk_size: int = 64) -> tuple[Array, reference.State]:
     """Two-level (hierarchical) delta-rule fast weight programmer, causal.
 
     Args:
@@ -30,9 +30,11 @@ def delta_delta_net(q: Array, k: Array, v: Array, beta: Array, *, eps: float = 1
       eps: epsilon of the second level's sum normalisation (official: 1e-5).
       initial_state: `State(W=(W1 [B, H, K, 3d+1], W2 [B, H, d, d]))`; zeros if None.
       implementation: None (the best available) or one of `IMPLEMENTATIONS`.
+      chunk_size: steps per chunk of the `chunked` form (any T: the last chunk is padded).
 
     Returns:
       `(o [B, T, H, d] in the input dtype, final State in float32)`.
     """
-    fn = select_implementation("delta_delta_net", implementation, IMPLEMENTATIONS)
-    return fn(q, k, v, beta, eps=eps, initial_state=initial_state)
+    name = select_implementation("delta_delta_net", implementation, IMPLEMENTATIONS, time=q.shape[1])
+    options = dict(chunk_size=chunk_size) if name == "chunked" else {}
+    return IMPLEMENTATIONS[name](q, k, v, beta, eps=eps, initial_state=initial_state, **options)

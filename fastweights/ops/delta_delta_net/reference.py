@@ -43,17 +43,21 @@ def init_state(batch_size: int, num_heads: int, key_dim: int, value_dim: int,
                     jnp.zeros((batch_size, num_heads, d, d), dtype)))
 
 
+def second_level_inputs(p: Array, eps: float) -> tuple[Array, Array, Array, Array]:
+    """The first level's read `p` `[..., 3d+1]` -> the second level's `(q, k, v, beta)`."""
+    d = second_level_dim(p.shape[-1])
+    q2 = sum_norm(elu_p1(p[..., :d]), eps)
+    k2 = sum_norm(elu_p1(p[..., d:2 * d]), eps)
+    return q2, k2, p[..., 2 * d:3 * d], jax.nn.sigmoid(p[..., 3 * d])
+
+
 def step(state: State, q: Array, k: Array, v: Array, beta: Array, *,
          eps: float = 1e-5) -> tuple[State, Array]:
     """One step (see the module docstring). `q, k` `[..., K]`, `v` `[..., 3d+1]`, `beta` `[...]`;
     `eps` is the second level's sum-normalisation epsilon."""
     W1, W2 = state.W
     W1 = delta_update(W1, k, v, beta)
-    p = read(W1, q)
-    d = second_level_dim(p.shape[-1])
-    q2 = sum_norm(elu_p1(p[..., :d]), eps)
-    k2 = sum_norm(elu_p1(p[..., d:2 * d]), eps)
-    v2, beta2 = p[..., 2 * d:3 * d], jax.nn.sigmoid(p[..., 3 * d])
+    q2, k2, v2, beta2 = second_level_inputs(read(W1, q), eps)
     W2 = delta_update(W2, k2, v2, beta2)
     return State(W=(W1, W2)), read(W2, q2)
 

@@ -9,19 +9,18 @@ from collections.abc import Sequence
 import jax
 
 from fastweights.ops.common.sequence import select_implementation
-from fastweights.ops.delta_mlp import reference
+from fastweights.ops.delta_mlp import chunked, reference
 
 Array = jax.Array
 
-# Preferred first: `implementation=None` takes the first entry.
-IMPLEMENTATIONS = {"recurrent": reference.recurrent}
+IMPLEMENTATIONS = {"chunked": chunked.chunked, "recurrent": reference.recurrent}
 
 
-@functools.partial(jax.jit, static_argnames=("depth", "eps", "ln_eps", "implementation"))
+@functools.partial(jax.jit, static_argnames=("depth", "eps", "ln_eps", "chunk_size", "implementation"))
 def delta_mlp(q: Array, k: Sequence[Array], v: Sequence[Array], beta: Array, ln_scale: Array,
               ln_bias: Array, *, depth: int | None = None, eps: float = 1e-5, ln_eps: float = 1e-5,
               initial_state: reference.State | None = None,
-              implementation: str | None = None) -> tuple[Array, reference.State]:
+              implementation: str | None = None, chunk_size: int = 64) -> tuple[Array, reference.State]:
     """Deep delta-rule fast net (residual MLP of fast layers), causal.
 
     Args:
@@ -38,10 +37,12 @@ def delta_mlp(q: Array, k: Sequence[Array], v: Sequence[Array], beta: Array, ln_
       initial_state: `State(W=(2*depth matrices))`; zeros if None. (The official layer
         ignores carried fast weights; here they are used.)
       implementation: None (the best available) or one of `IMPLEMENTATIONS`.
+      chunk_size: steps per chunk of the `chunked` form (any T: the last chunk is padded).
 
     Returns:
       `(a_depth [B, T, H, d] in the input dtype, final State in float32)`.
     """
-    fn = select_implementation("delta_mlp", implementation, IMPLEMENTATIONS)
-    return fn(q, k, v, beta, ln_scale, ln_bias, depth=depth, eps=eps, ln_eps=ln_eps,
-              initial_state=initial_state)
+    name = select_implementation("delta_mlp", implementation, IMPLEMENTATIONS, time=q.shape[1])
+    options = dict(chunk_size=chunk_size) if name == "chunked" else {}
+    return IMPLEMENTATIONS[name](q, k, v, beta, ln_scale, ln_bias, depth=depth, eps=eps,
+                                 ln_eps=ln_eps, initial_state=initial_state, **options)

@@ -37,6 +37,16 @@ def init_state(batch_size: int, num_heads: int, key_dim: int, value_dim: int, de
     return State(W=tuple(jnp.zeros((batch_size, num_heads, *s), dtype) for s in shapes))
 
 
+def fast_query(a: Array, ln_scale: Array, ln_bias: Array, eps: float, ln_eps: float) -> Array:
+    """The query of a fast layer from its input `a` `[..., d]`: `sum_norm_eps(elu_p1(LN(a)))`."""
+    return sum_norm(elu_p1(layer_norm(a, ln_scale.astype(a.dtype), ln_bias.astype(a.dtype), ln_eps)), eps)
+
+
+def fast_hidden(h: Array, eps: float) -> Array:
+    """The query of a fast layer's second matrix from the first one's read: `sum_norm_eps(elu_p1(h))`."""
+    return sum_norm(elu_p1(h), eps)
+
+
 def step(state: State, q: Array, k: Sequence[Array], v: Sequence[Array], beta: Array,
          ln_scale: Array, ln_bias: Array, *, eps: float = 1e-5,
          ln_eps: float = 1e-5) -> tuple[State, Array]:
@@ -46,19 +56,17 @@ def step(state: State, q: Array, k: Sequence[Array], v: Sequence[Array], beta: A
     a = q
     for layer in range(len(W) // 2):
         i, j = 2 * layer, 2 * layer + 1
-        u = sum_norm(elu_p1(layer_norm(a, ln_scale[layer].astype(a.dtype),
-                                       ln_bias[layer].astype(a.dtype), ln_eps)), eps)
+        u = fast_query(a, ln_scale[layer], ln_bias[layer], eps, ln_eps)
         W[i] = delta_update(W[i], k[i], v[i], beta[..., i])
-        h = sum_norm(elu_p1(read(W[i], u)), eps)
+        h = fast_hidden(read(W[i], u), eps)
         W[j] = delta_update(W[j], k[j], v[j], beta[..., j])
         a = a + read(W[j], h)
     return State(W=tuple(W)), a
 
 
-def recurrent(q: Array, k: Sequence[Array], v: Sequence[Array], beta: Array, ln_scale: Array,
-              ln_bias: Array, *, depth: int | None = None, eps: float = 1e-5, ln_eps: float = 1e-5,
-              initial_state: State | None = None) -> tuple[Array, State]:
-    """`lax.scan` of `step` over time. See `delta_mlp` for arguments."""
+def check_inputs(q, k, v, beta, ln_scale, ln_bias, depth):
+    """Validates the Delta MLP inputs; returns `(depth, named inputs, layouts, fixed sizes,
+    all letter sizes)`."""
     op = "delta_mlp"
     if not isinstance(k, (list, tuple)) or not isinstance(v, (list, tuple)):
         raise TypeError(f"{op}: k and v must be sequences of 2*depth arrays (one per fast layer)")
@@ -74,7 +82,15 @@ def recurrent(q: Array, k: Sequence[Array], v: Sequence[Array], beta: Array, ln_
     fixed = {"L": depth, "M": 2 * depth}
     sizes = check_shapes(op, dict(ln_scale=ln_scale, ln_bias=ln_bias),
                          dict(ln_scale="LK", ln_bias="LK"), fixed)
-    check_shapes(op, inputs, layouts, {**fixed, "K": sizes["K"]})
+    sizes = check_shapes(op, inputs, layouts, {**fixed, "K": sizes["K"]})
+    return depth, inputs, layouts, fixed, sizes
+
+
+def recurrent(q: Array, k: Sequence[Array], v: Sequence[Array], beta: Array, ln_scale: Array,
+              ln_bias: Array, *, depth: int | None = None, eps: float = 1e-5, ln_eps: float = 1e-5,
+              initial_state: State | None = None) -> tuple[Array, State]:
+    """`lax.scan` of `step` over time. See `delta_mlp` for arguments."""
+    depth, inputs, layouts, fixed, _ = check_inputs(q, k, v, beta, ln_scale, ln_bias, depth)
 
     def step_flat(state, q_t, *rest):
         k_t, v_t, beta_t = rest[:2 * depth], rest[2 * depth:4 * depth], rest[-1]
@@ -83,4 +99,4 @@ def recurrent(q: Array, k: Sequence[Array], v: Sequence[Array], beta: Array, ln_
     def make_state(n, dtype):
         return init_state(n["B"], n["H"], n["K"], n["F"], depth, dtype)
 
-    return run_recurrent(op, step_flat, inputs, layouts, make_state, initial_state, fixed=fixed)
+    return run_recurrent("delta_mlp", step_flat, inputs, layouts, make_state, initial_state, fixed=fixed)

@@ -7,18 +7,17 @@ import functools
 import jax
 
 from fastweights.ops.common.sequence import select_implementation
-from fastweights.ops.delta_net import reference
+from fastweights.ops.delta_net import chunked, reference
 
 Array = jax.Array
 
-# Preferred first: `implementation=None` takes the first entry.
-IMPLEMENTATIONS = {"recurrent": reference.recurrent}
+IMPLEMENTATIONS = {"chunked": chunked.chunked, "recurrent": reference.recurrent}
 
 
-@functools.partial(jax.jit, static_argnames=("implementation",))
+@functools.partial(jax.jit, static_argnames=("chunk_size", "implementation"))
 def delta_net(q: Array, k: Array, v: Array, beta: Array, *,
-              initial_state: reference.State | None = None,
-              implementation: str | None = None) -> tuple[Array, reference.State]:
+              initial_state: reference.State | None = None, implementation: str | None = None,
+              chunk_size: int = 64) -> tuple[Array, reference.State]:
     """Delta-rule fast weight programmer, causal.
 
     Args:
@@ -28,9 +27,11 @@ def delta_net(q: Array, k: Array, v: Array, beta: Array, *,
       beta: write strengths `[B, T, H]`, already sigmoided.
       initial_state: `State(W [B, H, K, V])`; zeros if None.
       implementation: None (the best available) or one of `IMPLEMENTATIONS`.
+      chunk_size: steps per chunk of the `chunked` form (any T: the last chunk is padded).
 
     Returns:
       `(o [B, T, H, V] in the input dtype, final State in float32)`.
     """
-    fn = select_implementation("delta_net", implementation, IMPLEMENTATIONS)
-    return fn(q, k, v, beta, initial_state=initial_state)
+    name = select_implementation("delta_net", implementation, IMPLEMENTATIONS, time=q.shape[1])
+    options = dict(chunk_size=chunk_size) if name == "chunked" else {}
+    return IMPLEMENTATIONS[name](q, k, v, beta, initial_state=initial_state, **options)

@@ -11,7 +11,6 @@ from fastweights.ops.delta_rnn import reference
 
 Array = jax.Array
 
-# Preferred first: `implementation=None` takes the first entry.
 IMPLEMENTATIONS = {"recurrent": reference.recurrent}
 
 
@@ -38,5 +37,5 @@ def delta_rnn(q: Array, k: Array, v: Array, beta: Array, rk: Array, rv: Array, r
     Returns:
       `(y [B, T, H, V] in the input dtype, final State in float32)`.
     """
-    fn = select_implementation("delta_rnn", implementation, IMPLEMENTATIONS)
-    return fn(q, k, v, beta, rk, rv, rbeta, version=version, initial_state=initial_state)
+    name = select_implementation("delta_rnn", implementation, IMPLEMENTATIONS, time=q.shape[1])
+    return IMPLEMENTATIONS[name](q, k, v, beta, rk, rv, rbeta, version=version, initial_state=initial_state)

@@ -7,18 +7,18 @@ import functools
 import jax
 
 from fastweights.ops.common.sequence import select_implementation
-from fastweights.ops.linear_transformer import reference
+from fastweights.ops.linear_transformer import chunked, reference
 
 Array = jax.Array
 
-# Preferred first: `implementation=None` takes the first entry.
-IMPLEMENTATIONS = {"recurrent": reference.recurrent}
+IMPLEMENTATIONS = {"chunked": chunked.chunked, "recurrent": reference.recurrent}
 
 
-@functools.partial(jax.jit, static_argnames=("normalize", "eps", "implementation"))
+@functools.partial(jax.jit, static_argnames=("normalize", "eps", "chunk_size", "implementation"))
 def linear_transformer(q: Array, k: Array, v: Array, *, normalize: bool = False, eps: float = 1e-5,
                        initial_state: reference.State | None = None,
-                       implementation: str | None = None) -> tuple[Array, reference.State]:
+                       implementation: str | None = None,
+                       chunk_size: int = 64) -> tuple[Array, reference.State]:
     """Sum-rule fast weight programmer (linear attention), causal.
 
     Args:
@@ -30,10 +30,13 @@ def linear_transformer(q: Array, k: Array, v: Array, *, normalize: bool = False,
       eps: added to the normaliser.
       initial_state: `State(W [B, H, K, V], z [B, H, K])`; zeros if None.
       implementation: None (the best available) or one of `IMPLEMENTATIONS`.
+      chunk_size: steps per chunk of the `chunked` form (any T: the last chunk is padded).
 
     Returns:
       `(o [B, T, H, V] in the input dtype, final State in float32)`. No `1/sqrt(d)` scale:
       that belongs to the layer.
     """
-    fn = select_implementation("linear_transformer", implementation, IMPLEMENTATIONS)
-    return fn(q, k, v, normalize=normalize, eps=eps, initial_state=initial_state)
+    name = select_implementation("linear_transformer", implementation, IMPLEMENTATIONS, time=q.shape[1])
+    options = dict(chunk_size=chunk_size) if name == "chunked" else {}
+    return IMPLEMENTATIONS[name](q, k, v, normalize=normalize, eps=eps, initial_state=initial_state,
+                                 **options)

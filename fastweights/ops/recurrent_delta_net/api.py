@@ -13,7 +13,6 @@ from fastweights.ops.recurrent_delta_net import reference
 
 Array = jax.Array
 
-# Preferred first: `implementation=None` takes the first entry.
 IMPLEMENTATIONS = {"recurrent": reference.recurrent}
 
 
@@ -38,5 +37,5 @@ def recurrent_delta_net(q: Array, k: Array, v: Array, beta: Array, *,
     Returns:
       `(y [B, T, H, D] in the input dtype, final State in float32)`.
     """
-    fn = select_implementation("recurrent_delta_net", implementation, IMPLEMENTATIONS)
-    return fn(q, k, v, beta, params=params, initial_state=initial_state)
+    name = select_implementation("recurrent_delta_net", implementation, IMPLEMENTATIONS, time=q.shape[1])
+    return IMPLEMENTATIONS[name](q, k, v, beta, params=params, initial_state=initial_state)
