@@ -1,0 +1,94 @@
+"""Shared pieces of the chunked Pallas GPU kernels (`delta_net`, `linear_transformer`).
+
+Layout: the kernels see head-first, zero-padded sequences `[B * H, T_pad, D]` with
+`T_pad = N * C` (whole chunks; zero keys, values and betas write nothing, and the outputs of
+padded steps are dropped), one program per `(batch * head[, value block])`, walking its
+chunks with a `fori_loop` while the `[K, V]` state stays in float32 registers.
+
+Backend: the Triton lowering of Pallas (`jax.experimental.pallas.triton`), not Mosaic GPU.
+These kernels are small-tile register programs (16..128-wide tiles, a sequential chunk loop
+per program), which is exactly Triton's model and how FLA's delta-rule kernels are written;
+the Triton backend runs on every CUDA GPU JAX supports (Ampere, Hopper, Blackwell) and has a
+stable `pallas_call` + `CompilerParams(num_warps, num_stages)` API across the JAX releases we
+support, whereas Mosaic GPU targets Hopper+ warpgroup programming (explicit SMEM/TMA
+pipelines) and its API still changes between releases. Triton needs every dot dimension to
+be a power of two >= 16, hence `supported`.
+
+Dots: operands in the inputs' dtype (bfloat16/float16 -> tensor cores, float32 -> IEEE
+float32, never TF32) with float32 accumulation; states and all sums stay float32.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+
+Array = jax.Array
+
+MAX_DIM = 256  # larger K or V would not fit the float32 state in registers
+KERNEL_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
+
+
+def _pow2_at_least_16(x: int) -> bool:
+    return x >= 16 and x & (x - 1) == 0
+
+
+def chunk_length(chunk_size: int, time: int) -> int:
+    """The chunk the kernels use: `chunk_size`, shrunk for short sequences to the smallest
+    power of two >= max(16, T) so that T = 1 does not pay a 64-step chunk."""
+    return min(chunk_size, max(16, pl.next_power_of_2(time)))
+
+
+def supported(op: str, *, key_dim: int, value_dim: int, chunk_size: int, dtype, interpret: bool) -> str | None:
+    """None if the chunked Pallas GPU kernel of `op` can run, else the reason it cannot."""
+    if not interpret and jax.default_backend() != "gpu":
+        return (f"{op}: implementation 'pallas_gpu' needs a GPU (default backend is "
+                f"{jax.default_backend()!r}); pass interpret=True to run the kernel on CPU")
+    for name, d in (("key dim K", key_dim), ("value dim V", value_dim)):
+        if not _pow2_at_least_16(d) or d > MAX_DIM:
+            return (f"{op}: pallas_gpu needs {name} to be a power of two in [16, {MAX_DIM}] "
+                    f"(Triton dot tiles), got {d}")
+    if not (_pow2_at_least_16(chunk_size) and chunk_size <= 128):
+        return f"{op}: pallas_gpu needs chunk_size in {{16, 32, 64, 128}}, got {chunk_size}"
+    if jnp.dtype(dtype) not in [jnp.dtype(d) for d in KERNEL_DTYPES]:
+        return f"{op}: pallas_gpu supports float32, bfloat16 and float16 inputs, got {jnp.dtype(dtype)}"
+    return None
+
+
+def to_heads(x: Array, chunk: int) -> Array:
+    """`[B, T, H, *rest]` -> `[B * H, N * C, *rest]`, zero-padding T to whole chunks."""
+    B, T, H = x.shape[:3]
+    pad = -(-T // chunk) * chunk - T
+    x = jnp.pad(x, [(0, 0), (0, pad)] + [(0, 0)] * (x.ndim - 2))
+    return jnp.moveaxis(x, 2, 1).reshape(B * H, T + pad, *x.shape[3:])
+
+
+def from_heads(x: Array, batch: int, time: int) -> Array:
+    """`[B * H, T_pad, *rest]` -> `[B, T, H, *rest]`, dropping the padding."""
+    x = x.reshape(batch, -1, *x.shape[1:])[:, :, :time]
+    return jnp.moveaxis(x, 1, 2)
+
+
+def dot(a: Array, b: Array, *, trans_a: bool = False, trans_b: bool = False) -> Array:
+    """`a @ b` (optionally transposed operands) inside a kernel, float32 accumulation.
+
+    float32 operands use Precision.HIGHEST, which the Triton lowering maps to IEEE float32
+    (DEFAULT would be TF32 and break the float32 tolerances)."""
+    dims = (((0 if trans_a else 1,), (1 if trans_b else 0,)), ((), ()))
+    precision = jax.lax.Precision.HIGHEST if a.dtype == jnp.float32 else None
+    return jax.lax.dot_general(a, b, dims, precision=precision, preferred_element_type=jnp.float32)
+
+
+def causal_mask(c: int) -> Array:
+    """`[C, C]` bool, True on and below the diagonal (write-then-read)."""
+    row = jax.lax.broadcasted_iota(jnp.int32, (c, c), 0)
+    col = jax.lax.broadcasted_iota(jnp.int32, (c, c), 1)
+    return row >= col
+
+
+def compiler_params(key_dim: int, value_dim: int):
+    """Triton launch parameters: more warps once the float32 state tile gets large."""
+    from jax.experimental.pallas import triton as plgpu  # only needed when lowering for GPU
+
+    return plgpu.CompilerParams(num_warps=4 if key_dim * value_dim <= 64 * 64 else 8, num_stages=2)
