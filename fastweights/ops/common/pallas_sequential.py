@@ -30,8 +30,8 @@ recomputes the step and applies its VJP (`jax.vjp` of `step`, traced into the ke
 the running state cotangent and `d out_t`. Memory: O(T d) per head plus O(d^2) state; no
 per-step d x d state is ever stored. Cost: one extra step evaluation per step.
 Numerics: reverting W in float32 re-adds rounding errors, so the reconstructed W_{t-1}
-drifts from the forward one by about T * eps_f32 * |k||u| (measured: see each variant's
-module docstring).
+drifts slowly from the forward one (measured in `delta_net/pallas_gpu_recurrent.py`: at most
+7e-7 relative up to T = 4096).
 """
 
 from __future__ import annotations

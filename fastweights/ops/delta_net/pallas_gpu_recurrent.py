@@ -7,9 +7,11 @@ Backward: reversal, as the official CUDA kernel. The forward stores `u_t` `[T, V
 (O(T d)) and the final W; the backward kernel walks t = T-1 .. 0, reverts
 `W_{t-1} = W_t - k_t u_t^T`, and applies the VJP of the recomputed step. Reversal instead
 of recomputation from W_0 because recomputation would need either T stored d x d states or
-O(T^2) work. Rounding: the reverted W re-adds the float32 rounding of every write; with the
-library's example inputs (d = 16, sum-normalised keys) the reconstructed W_0 differs from
-the true one by ~1e-7 relative at T = 64 and ~1e-6 at T = 4096, growing about linearly in T.
+O(T^2) work. Rounding: the reverted W re-adds the float32 rounding of every write. Measured
+(W_0 ~ N(0, 0.25), the library's example inputs: sum-normalised ELU+1 keys, sigmoid betas):
+the largest relative error of any reverted W_{t-1} is 2e-7 at T = 64, 5e-7 at T = 1024 and
+7e-7 at T = 4096 (d = 16 and 64), i.e. it grows slowly (random-walk like), far below the
+float32 gradient tolerance; keys with large norms would amplify it.
 """
 
 from __future__ import annotations
