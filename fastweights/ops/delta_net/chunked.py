@@ -20,7 +20,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from fastweights.ops.common.chunking import check_chunk_size, from_chunks, to_chunks
+from fastweights.ops.common.chunking import check_chunk_size, from_chunks, to_chunks, unit_lower_inverse
 from fastweights.ops.common.sequence import check_shapes, dtype_policy, prepare_state
 from fastweights.ops.delta_net.reference import State, init_state
 
@@ -32,11 +32,9 @@ def wy_representation(k: Array, beta: Array, v: Array) -> tuple[Array, Array]:
     """`(T^-1 diag(beta) K, T^-1 diag(beta) V)` per chunk: `k` `[..., C, K]`, `beta` `[..., C]`,
     `v` `[..., C, V]`."""
     gram = jnp.einsum("...ik,...jk->...ij", k, k, precision=_HIGHEST)
-    eye = jnp.broadcast_to(jnp.eye(k.shape[-2], dtype=k.dtype), gram.shape)
-    system = eye + jnp.tril(beta[..., :, None] * gram, -1)
-    rhs = beta[..., None] * jnp.concatenate([k, v], axis=-1)
-    solved = jax.scipy.linalg.solve_triangular(system, rhs, lower=True, unit_diagonal=True)
-    return solved[..., :k.shape[-1]], solved[..., k.shape[-1]:]
+    t_inv = unit_lower_inverse(jnp.tril(beta[..., :, None] * gram, -1))
+    solve = lambda x: jnp.einsum("...ij,...jd->...id", t_inv, beta[..., None] * x, precision=_HIGHEST)  # noqa: E731
+    return solve(k), solve(v)
 
 
 def chunked(q: Array, k: Array, v: Array, beta: Array, *, chunk_size: int = 64,
