@@ -9,7 +9,7 @@ PYTHON_FOR_VENV := $(shell \
   else echo python3; fi)
 PYTEST_ARGS ?= -n 2
 
-.PHONY: run test venv clean
+.PHONY: run test bench venv clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON_FOR_VENV) -m venv $(VENV)
@@ -24,6 +24,16 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS) tests
+
+# Benchmarks (not part of CI). The PyTorch rows run in a separate Python 3.11 venv with the
+# CPU build of torch (this machine has its wheel on disk); without it they are skipped.
+TORCH_VENV ?= .venv-torch
+$(TORCH_VENV)/bin/python:
+	-python3.11 -m venv $(TORCH_VENV) && $(TORCH_VENV)/bin/pip install --quiet torch==2.13.0 numpy
+
+bench: $(VENV)/.installed $(TORCH_VENV)/bin/python
+	$(PY) -m benchmarks.bench_ops --torch $(TORCH_VENV)/bin/python
+	$(PY) -m benchmarks.bench_memory
 
 clean:
 	rm -rf $(VENV) build *.egg-info
