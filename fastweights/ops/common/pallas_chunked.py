@@ -26,6 +26,9 @@ from jax.experimental import pallas as pl
 
 Array = jax.Array
 
+# Precision of float32 dots in the kernels. HIGHEST lowers to IEEE float32 (CUDA-core FMA);
+# `jax.lax.DotAlgorithmPreset.TF32_TF32_F32_X3` would use tensor cores (3 TF32 passes).
+FLOAT32_PRECISION = jax.lax.Precision.HIGHEST
 MAX_DIM = 256  # larger K or V would not fit the float32 state in registers
 KERNEL_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
 
@@ -76,7 +79,7 @@ def dot(a: Array, b: Array, *, trans_a: bool = False, trans_b: bool = False) -> 
     float32 operands use Precision.HIGHEST, which the Triton lowering maps to IEEE float32
     (DEFAULT would be TF32 and break the float32 tolerances)."""
     dims = (((0 if trans_a else 1,), (1 if trans_b else 0,)), ((), ()))
-    precision = jax.lax.Precision.HIGHEST if a.dtype == jnp.float32 else None
+    precision = FLOAT32_PRECISION if a.dtype == jnp.float32 else None
     return jax.lax.dot_general(a, b, dims, precision=precision, preferred_element_type=jnp.float32)
 
 
@@ -88,7 +91,9 @@ def causal_mask(c: int) -> Array:
 
 
 def compiler_params(key_dim: int, value_dim: int):
-    """Triton launch parameters: more warps once the float32 state tile gets large."""
+    """Triton launch parameters: more warps once the float32 state tile gets large; one stage,
+    since software-pipelining the chunk loop's loads (num_stages >= 2) multiplies their shared
+    memory and overflowed the H200's 227 KiB at K = V = 128."""
     from jax.experimental.pallas import triton as plgpu  # only needed when lowering for GPU
 
-    return plgpu.CompilerParams(num_warps=4 if key_dim * value_dim <= 64 * 64 else 8, num_stages=2)
+    return plgpu.CompilerParams(num_warps=4 if key_dim * value_dim <= 64 * 64 else 8, num_stages=1)

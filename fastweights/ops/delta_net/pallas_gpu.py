@@ -17,15 +17,16 @@ Stages (forward):
 
 Backward (chunk-level checkpointing, as FLA): the residuals are the padded head-first inputs,
 the initial state and the per-chunk states, O(T d + T d^2 / C) per head, never per-step
-states. A second Pallas kernel, grid `(B*H,)`, walks the chunks in reverse with dS (the
-cotangent of the state leaving the chunk) in float32 registers, reloads the chunk's entering
-state, recomputes U and gives, per chunk:
+states. A second Pallas kernel, grid `(B*H, V / BV)`, walks the chunks in reverse with its
+`[K, BV]` slice of dS (the cotangent of the state leaving the chunk) in float32 registers,
+reloads the chunk's entering state, recomputes U and gives, per chunk:
 
     dU = tril(Q K^T)^T dO + K dS'          dA = tril(dO U^T)
     dQ = dO S^T + dA K                     dK = U dS'^T + dA^T Q    (direct part)
     dW_c = -dU S^T,  dU_c = dU             dS = dS' + Q^T dO - W_c^T dU
 
-and the cotangent of the initial state at the end. `jax.vjp` of the pure-JAX WY transform
+and the cotangent of the initial state at the end. dQ, dK and dW_c sum over value columns,
+so each value block writes a partial and JAX adds them (float32). `jax.vjp` of the pure-JAX WY transform
 (recomputed) maps `(dW_c, dU_c)` to the remaining `dK`, `dbeta`, `dV`. JAX never
 differentiates through `pallas_call`.
 """
@@ -126,7 +127,7 @@ def _backward_kernel(q_ref, k_ref, w_ref, u_ref, h_ref, do_ref, ds_ref,
     cdt = q_ref.dtype
     mask = pc.causal_mask(chunk)
 
-    def body(j, dS):  # dS [K, V] float32: cotangent of the state leaving chunk i
+    def body(j, dS):  # dS [K, BV] float32: cotangent of the state leaving chunk i
         i = n_chunks - 1 - j
         rows = pl.ds(i * chunk, chunk)
         q, k = q_ref[rows, :], k_ref[rows, :]
@@ -174,23 +175,28 @@ def _forward_call(qh, kh, w, u_c, W0, chunk: int, interpret: bool):
 def _backward_call(qh, kh, w, u_c, h, do, dW, chunk: int, interpret: bool):
     BH, Tp, K = qh.shape
     V = u_c.shape[-1]
-    seq_k = pl.BlockSpec((None, Tp, K), lambda b: (b, 0, 0))
-    seq_v = pl.BlockSpec((None, Tp, V), lambda b: (b, 0, 0))
-    state = pl.BlockSpec((None, K, V), lambda b: (b, 0, 0))
-    states = pl.BlockSpec((None, h.shape[1], V), lambda b: (b, 0, 0))
+    bv = min(BLOCK_V, V)
+    nv = V // bv
+    seq_k = pl.BlockSpec((None, Tp, K), lambda b, j: (b, 0, 0))
+    seq_v = pl.BlockSpec((None, Tp, bv), lambda b, j: (b, 0, j))
+    part_k = pl.BlockSpec((None, None, Tp, K), lambda b, j: (j, b, 0, 0))  # one partial per value block
+    state = pl.BlockSpec((None, K, bv), lambda b, j: (b, 0, j))
+    states = pl.BlockSpec((None, h.shape[1], bv), lambda b, j: (b, 0, j))
     f32 = jnp.float32
-    return pl.pallas_call(
+    dq, dk, dw, du, dS0 = pl.pallas_call(
         functools.partial(_backward_kernel, chunk=chunk),
-        out_shape=(jax.ShapeDtypeStruct((BH, Tp, K), f32), jax.ShapeDtypeStruct((BH, Tp, K), f32),
-                   jax.ShapeDtypeStruct((BH, Tp, K), f32), jax.ShapeDtypeStruct((BH, Tp, V), f32),
+        out_shape=(jax.ShapeDtypeStruct((nv, BH, Tp, K), f32), jax.ShapeDtypeStruct((nv, BH, Tp, K), f32),
+                   jax.ShapeDtypeStruct((nv, BH, Tp, K), f32), jax.ShapeDtypeStruct((BH, Tp, V), f32),
                    jax.ShapeDtypeStruct((BH, K, V), f32)),
-        grid=(BH,),
+        grid=(BH, nv),
         in_specs=[seq_k, seq_k, seq_k, seq_v, states, seq_v, state],
-        out_specs=(seq_k, seq_k, seq_k, seq_v, state),
-        compiler_params=pc.compiler_params(K, V),
+        out_specs=(part_k, part_k, part_k, seq_v, state),
+        compiler_params=pc.compiler_params(K, bv),
         interpret=interpret,
         name="delta_net_chunked_bwd",
     )(qh, kh, w, u_c, h, do, dW)
+    # dQ, dK, dW_c sum over value columns: add the value blocks' partials.
+    return dq.sum(0), dk.sum(0), dw.sum(0), du, dS0
 
 
 # --- custom VJP ---------------------------------------------------------------------------

@@ -14,18 +14,21 @@ Stages (forward):
      (`[N, K, BV]`, float32) and the final S. The denominator only involves K, so value
      blocks stay independent.
 
-Backward (chunk-level checkpointing): residuals are the padded head-first inputs, `z_c` and
-the per-chunk states, O(T d + T d^2 / C) per head. A second kernel, grid `(B*H,)`, walks the
-chunks in reverse with dS in float32 registers, recomputes num and den from the stored
-state, and gives per chunk (A = tril(Q K^T); without the normaliser dnum = dO, dden = 0):
+Backward (chunk-level checkpointing): residuals are the padded head-first inputs, `z_c`, the
+per-chunk states (and O when normalising), O(T d + T d^2 / C) per head. A second kernel, grid
+`(B*H, V / BV)`, walks the chunks in reverse with its `[K, BV]` slice of dS in float32
+registers, recomputes den from the stored state, and gives per chunk (A = tril(Q K^T);
+without the normaliser dnum = dO, dden = 0):
 
-    dnum = dO / den,   dden = -rowsum(dnum * num) / den
+    dnum = dO / den,   dden = -rowsum(dO * O) / den            (the rowsum over all V: in JAX)
     dV = A^T dnum + K dS'              dA = tril(dnum V^T + dden 1^T)
     dQ = dnum S^T + dA K + dden z^T    dK = V dS'^T + dA^T Q
     dz_c = Q^T dden                    dS = dS' + Q^T dnum
 
-and the cotangent of the initial S. `jax.vjp` of stage 1 maps `(dz_c, dz_final)` to the
-keys and the initial z. JAX never differentiates through `pallas_call`.
+and the cotangent of the initial S. dQ, dK and dz_c sum over value columns: each value
+block writes a partial (the dden terms only in block 0) and JAX adds them. `jax.vjp` of
+stage 1 maps `(dz_c, dz_final)` to the keys and the initial z. JAX never differentiates
+through `pallas_call`.
 """
 
 from __future__ import annotations
@@ -86,10 +89,11 @@ def _chunk_normalisers(kh: Array, z0: Array, chunk: int) -> tuple[Array, Array]:
 
 # --- kernels ------------------------------------------------------------------------------
 
-def _num_den(q, k, v, S, z, mask, eps, normalize):
-    """`num [C, BV]` and `den [C, 1]` (None without the normaliser), float32; `A` in float32."""
+def _num_den(q, k, v, S, z, mask, eps, normalize, need_num=True):
+    """`A = tril(Q K^T) [C, C]`, `num [C, BV]` and `den [C, 1]` (None without the normaliser),
+    float32."""
     attn = jnp.where(mask, pc.dot(q, k, trans_b=True), 0.0)
-    num = pc.dot(q, S.astype(q.dtype)) + pc.dot(attn.astype(q.dtype), v)
+    num = pc.dot(q, S.astype(q.dtype)) + pc.dot(attn.astype(q.dtype), v) if need_num else None
     den = None
     if normalize:
         den = (jnp.sum(q.astype(jnp.float32) * z, axis=1, keepdims=True)
@@ -115,24 +119,26 @@ def _forward_kernel(q_ref, k_ref, v_ref, zc_ref, s0_ref, o_ref, h_ref, s_ref, *,
     s_ref[...] = jax.lax.fori_loop(0, n_chunks, body, s0_ref[...].astype(jnp.float32))
 
 
-def _backward_kernel(q_ref, k_ref, v_ref, zc_ref, h_ref, do_ref, ds_ref,
+def _backward_kernel(q_ref, k_ref, v_ref, zc_ref, h_ref, do_ref, g_ref, ds_ref,
                      dq_ref, dk_ref, dv_ref, dzc_ref, ds0_ref, *, chunk: int, normalize: bool, eps: float):
     K = q_ref.shape[-1]
     n_chunks = q_ref.shape[0] // chunk
     cdt = q_ref.dtype
     mask = pc.causal_mask(chunk)
+    first_block = pl.program_id(1) == 0  # the V-independent dden terms are added by block 0 only
 
-    def body(j, dS):  # dS [K, V] float32: cotangent of the state leaving chunk i
+    def body(j, dS):  # dS [K, BV] float32: cotangent of the state leaving chunk i
         i = n_chunks - 1 - j
         rows = pl.ds(i * chunk, chunk)
         q, k, v = q_ref[rows, :], k_ref[rows, :], v_ref[rows, :]
         S = h_ref[pl.ds(i * K, K), :]
         do = do_ref[rows, :].astype(jnp.float32)
         z = zc_ref[pl.ds(i, 1), :] if normalize else None
-        attn, num, den = _num_den(q, k, v, S, z, mask, eps, normalize)
+        attn, _, den = _num_den(q, k, v, S, z, mask, eps, normalize, need_num=False)
         if normalize:
             dnum = do / den
-            dden = -jnp.sum(dnum * num, axis=1, keepdims=True) / den      # [C, 1]
+            # dden = -rowsum(dO * O) / den over all V (g from JAX), counted once.
+            dden = jnp.where(first_block, -g_ref[rows, :] / den, 0.0)   # [C, 1]
         else:
             dnum = do
         dnc, dSc = dnum.astype(cdt), dS.astype(cdt)
@@ -144,14 +150,14 @@ def _backward_kernel(q_ref, k_ref, v_ref, zc_ref, h_ref, do_ref, ds_ref,
         if normalize:
             dq = dq + dden * z
             dzc_ref[pl.ds(i, 1), :] = jnp.sum(q.astype(jnp.float32) * dden, axis=0, keepdims=True)
+        else:
+            dzc_ref[pl.ds(i, 1), :] = jnp.zeros((1, K), jnp.float32)
         dq_ref[rows, :] = dq
         dk_ref[rows, :] = pc.dot(v, dSc, trans_b=True) + pc.dot(d_attn, q, trans_a=True)
         dv_ref[rows, :] = pc.dot(attn.astype(cdt), dnc, trans_a=True) + pc.dot(k, dSc)
         return dS + pc.dot(q, dnc, trans_a=True)
 
     ds0_ref[...] = jax.lax.fori_loop(0, n_chunks, body, ds_ref[...].astype(jnp.float32))
-    if not normalize:
-        dzc_ref[...] = jnp.zeros(dzc_ref.shape, dzc_ref.dtype)
 
 
 def _forward_call(qh, kh, vh, zc, W0, chunk, normalize, eps, interpret):
@@ -178,28 +184,35 @@ def _forward_call(qh, kh, vh, zc, W0, chunk, normalize, eps, interpret):
     )(qh, kh, vh, zc, W0)
 
 
-def _backward_call(qh, kh, vh, zc, h, do, dW, chunk, normalize, eps, interpret):
+def _backward_call(qh, kh, vh, zc, h, do, g, dW, chunk, normalize, eps, interpret):
     BH, Tp, K = qh.shape
     V = vh.shape[-1]
+    bv = min(BLOCK_V, V)
+    nv = V // bv
     n_chunks = Tp // chunk
-    seq_k = pl.BlockSpec((None, Tp, K), lambda b: (b, 0, 0))
-    seq_v = pl.BlockSpec((None, Tp, V), lambda b: (b, 0, 0))
-    norms = pl.BlockSpec((None, n_chunks, K), lambda b: (b, 0, 0))
-    state = pl.BlockSpec((None, K, V), lambda b: (b, 0, 0))
-    states = pl.BlockSpec((None, n_chunks * K, V), lambda b: (b, 0, 0))
+    seq_k = pl.BlockSpec((None, Tp, K), lambda b, j: (b, 0, 0))
+    seq_v = pl.BlockSpec((None, Tp, bv), lambda b, j: (b, 0, j))
+    rows = pl.BlockSpec((None, Tp, 1), lambda b, j: (b, 0, 0))
+    norms = pl.BlockSpec((None, n_chunks, K), lambda b, j: (b, 0, 0))
+    part_k = pl.BlockSpec((None, None, Tp, K), lambda b, j: (j, b, 0, 0))  # one partial per value block
+    part_z = pl.BlockSpec((None, None, n_chunks, K), lambda b, j: (j, b, 0, 0))
+    state = pl.BlockSpec((None, K, bv), lambda b, j: (b, 0, j))
+    states = pl.BlockSpec((None, n_chunks * K, bv), lambda b, j: (b, 0, j))
     f32 = jnp.float32
-    return pl.pallas_call(
+    dq, dk, dv, dzc, dS0 = pl.pallas_call(
         functools.partial(_backward_kernel, chunk=chunk, normalize=normalize, eps=eps),
-        out_shape=(jax.ShapeDtypeStruct((BH, Tp, K), f32), jax.ShapeDtypeStruct((BH, Tp, K), f32),
-                   jax.ShapeDtypeStruct((BH, Tp, V), f32), jax.ShapeDtypeStruct((BH, n_chunks, K), f32),
+        out_shape=(jax.ShapeDtypeStruct((nv, BH, Tp, K), f32), jax.ShapeDtypeStruct((nv, BH, Tp, K), f32),
+                   jax.ShapeDtypeStruct((BH, Tp, V), f32), jax.ShapeDtypeStruct((nv, BH, n_chunks, K), f32),
                    jax.ShapeDtypeStruct((BH, K, V), f32)),
-        grid=(BH,),
-        in_specs=[seq_k, seq_k, seq_v, norms, states, seq_v, state],
-        out_specs=(seq_k, seq_k, seq_v, norms, state),
-        compiler_params=pc.compiler_params(K, V),
+        grid=(BH, nv),
+        in_specs=[seq_k, seq_k, seq_v, norms, states, seq_v, rows, state],
+        out_specs=(part_k, part_k, seq_v, part_z, state),
+        compiler_params=pc.compiler_params(K, bv),
         interpret=interpret,
         name="linear_transformer_chunked_bwd",
-    )(qh, kh, vh, zc, h, do, dW)
+    )(qh, kh, vh, zc, h, do, g, dW)
+    # dQ, dK (and dz_c) sum over value columns: add the value blocks' partials.
+    return dq.sum(0), dk.sum(0), dv, dzc.sum(0), dS0
 
 
 # --- custom VJP ---------------------------------------------------------------------------
@@ -221,16 +234,21 @@ def _sum_rule(config, q, k, v, W0, z0):
 
 def _sum_rule_fwd(config, q, k, v, W0, z0):
     o, W, z, (qh, kh, vh, zc, h) = _run_forward(config, q, k, v, W0, z0)
-    return (o, W, z), (qh, kh, vh, zc, h, W0, z0)
+    return (o, W, z), (qh, kh, vh, zc, h, W0, z0, o if config[3] else None)
 
 
 def _sum_rule_bwd(config, residuals, cotangents):
     chunk, B, T, normalize, eps, interpret = config
-    qh, kh, vh, zc, h, W0, z0 = residuals
+    qh, kh, vh, zc, h, W0, z0, o = residuals
     do, dW, dz = cotangents
     H, K, V = W0.shape[1:]
     do_h = pc.to_heads(do.astype(qh.dtype), chunk)
-    dq, dk, dv, dzc, dW0 = _backward_call(qh, kh, vh, zc, h, do_h, dW.reshape(B * H, K, V).astype(jnp.float32),
+    # rowsum(dO * O) couples all value columns, so it is formed here (O is kept anyway as
+    # the forward output) and each value-block program of the kernel reads it.
+    g = (jnp.sum(do.astype(jnp.float32) * o.astype(jnp.float32), axis=-1) if normalize
+         else jnp.zeros(do.shape[:3], jnp.float32))
+    g = pc.to_heads(g, chunk)[..., None]                                    # [BH, Tp, 1]
+    dq, dk, dv, dzc, dW0 = _backward_call(qh, kh, vh, zc, h, do_h, g, dW.reshape(B * H, K, V).astype(jnp.float32),
                                           chunk, normalize, eps, interpret)
     # The final z = z0 + sum of keys, and z_c feeds the denominators: both go through stage 1.
     _, norm_vjp = jax.vjp(lambda k_, z_: _chunk_normalisers(k_, z_, chunk), kh, z0.reshape(B * H, K))
