@@ -161,8 +161,9 @@ class Cell:
 
 
 def _num_warps(state_shapes: Sequence[tuple[int, ...]]) -> int:
-    # Roughly 64 float32 state entries per thread (the backward holds state and cotangent),
-    # between one warp (d = 16) and 8 warps; powers of two as Triton needs.
+    # Roughly 64 float32 state entries per thread so the loop carry stays in registers:
+    # one warp at d = 16 up to 8 warps (a power of two, as Triton needs). The backward
+    # doubles it, since it carries the state and its cotangent.
     elems = sum(math.prod(s) for s in state_shapes)
     warps = 1
     while warps < 8 and elems > warps * 32 * 64:
@@ -180,6 +181,15 @@ def _head_spec(shape: tuple[int, ...], heads: int) -> pl.BlockSpec:
     """Block of one head of a `[H, ...]` parameter array, for program `n = b * H + h`."""
     rest = len(shape) - 1
     return pl.BlockSpec((None, *shape[1:]), lambda n: (n % heads, *([0] * rest)))
+
+
+def _split(items, sizes):
+    """Cuts `items` into consecutive groups of the given sizes."""
+    groups, start = [], 0
+    for size in sizes:
+        groups.append(tuple(items[start:start + size]))
+        start += size
+    return groups
 
 
 def _load_all(refs, index=None) -> tuple[Array, ...]:
@@ -211,9 +221,8 @@ def _forward(cell: Cell, xs, params, state0, *, heads: int, out_dtype, interpret
     nx, npar, ns = len(xs), len(params), len(state0)
 
     def kernel(*refs):
-        x_refs, p_refs, s0_refs = refs[:nx], refs[nx:nx + npar], refs[nx + npar:nx + npar + ns]
-        out_ref, *rest = refs[nx + npar + ns:]
-        res_refs, sT_refs = rest[:len(res_shapes)], rest[len(res_shapes):]
+        x_refs, p_refs, s0_refs, (out_ref,), res_refs, sT_refs = _split(
+            refs, (nx, npar, ns, 1, len(res_shapes), ns))
         p = _load_all(p_refs)
 
         def body(t, state):
@@ -247,16 +256,8 @@ def _backward(cell: Cell, xs, params, res, stateT, d_out, d_stateT, *, heads: in
     nx, npar, nr, ns = len(xs), len(params), len(res), len(stateT)
 
     def kernel(*refs):
-        i = 0
-        x_refs = refs[i:i + nx]; i += nx  # noqa: E702
-        p_refs = refs[i:i + npar]; i += npar  # noqa: E702
-        r_refs = refs[i:i + nr]; i += nr  # noqa: E702
-        sT_refs = refs[i:i + ns]; i += ns  # noqa: E702
-        dout_ref = refs[i]; i += 1  # noqa: E702
-        dsT_refs = refs[i:i + ns]; i += ns  # noqa: E702
-        dx_refs = refs[i:i + nx]; i += nx  # noqa: E702
-        dp_refs = refs[i:i + npar]; i += npar  # noqa: E702
-        ds0_refs = refs[i:i + ns]
+        (x_refs, p_refs, r_refs, sT_refs, (dout_ref,), dsT_refs, dx_refs, dp_refs,
+         ds0_refs) = _split(refs, (nx, npar, nr, ns, 1, ns, nx, npar, ns))
         p = _load_all(p_refs)
 
         def body(j, carry):
