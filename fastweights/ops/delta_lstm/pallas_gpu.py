@@ -41,13 +41,12 @@ def _cell(version: int) -> ps.Cell:
         Ws, Rs, (h_prev, c_prev) = state[:G], state[G:2 * G], state[2 * G:]
         q, k, v, beta, rk, rv, rbeta = (x[i * G:(i + 1) * G] for i in range(7))
         s = h_prev if version == 1 else ps.softmax_eps(h_prev)
-        new_W, new_R, u_w, u_r, pre, z = [], [], [], [], [], []
-        for g in range(G):
-            W, uw = ps.delta_write(Ws[g], k[g], v[g], beta[g])
-            R, ur = ps.delta_write(Rs[g], rk[g], rv[g], rbeta[g])
-            z.append(ps.read(W, q[g]))
-            pre.append(ps.read(R, s) + z[g])  # the same s feeds all three gates
-            new_W.append(W), new_R.append(R), u_w.append(uw), u_r.append(ur)
+        W_u = [ps.delta_write(Ws[g], k[g], v[g], beta[g]) for g in range(G)]
+        R_u = [ps.delta_write(Rs[g], rk[g], rv[g], rbeta[g]) for g in range(G)]
+        new_W, u_w = zip(*W_u)
+        new_R, u_r = zip(*R_u)
+        z = [ps.read(new_W[g], q[g]) for g in range(G)]
+        pre = [ps.read(new_R[g], s) + z[g] for g in range(G)]  # the same s feeds all three gates
         i, o = jax.nn.sigmoid(pre[0]), jax.nn.sigmoid(pre[2])
         u = pre[1] if version == 4 else jax.nn.sigmoid(pre[1])
         c = i * u + (1.0 - i) * c_prev
