@@ -4,7 +4,6 @@ Pallas interpreter (`interpret=True`), so shapes stay small: one whole chunk, a 
 chunk (T=40 with C=16, and value blocks narrower than V), and T=1."""
 
 import jax
-import jax.numpy as jnp
 import pytest
 from cases import random_state
 

@@ -93,7 +93,8 @@ def causal_mask(c: int) -> Array:
 def compiler_params(key_dim: int, value_dim: int):
     """Triton launch parameters: more warps once the float32 state tile gets large; one stage,
     since software-pipelining the chunk loop's loads (num_stages >= 2) multiplies their shared
-    memory and overflowed the H200's 227 KiB at K = V = 128."""
+    memory (with 2 stages and a whole-V backward, K = V = 128 overflowed the H200's 227 KiB;
+    1 stage with 64-column value blocks fits)."""
     from jax.experimental.pallas import triton as plgpu  # only needed when lowering for GPU
 
     return plgpu.CompilerParams(num_warps=4 if key_dim * value_dim <= 64 * 64 else 8, num_stages=1)
