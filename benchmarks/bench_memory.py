@@ -30,7 +30,8 @@ def main(argv=None):
     print(f"machine: {machine()}, jax {jax.__version__}; B{a.batch} H{a.heads} d{a.dim}, float32\n")
     rows = []
     for name in a.variants.split(","):
-        for impl in (*registry.get(name).forms, "scan_autodiff"):
+        forms = [f for f in registry.get(name).forms if not f.startswith("pallas") or jax.default_backend() == "gpu"]
+        for impl in (*forms, "scan_autodiff"):
             row = dict(variant=name, impl=impl)
             for t in times:
                 args, kwargs = example_inputs(name, 0, batch=a.batch, time=t, heads=a.heads, key_dim=a.dim,

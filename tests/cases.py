@@ -30,6 +30,12 @@ CASES: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
+def cpu_forms(name: str) -> tuple[str, ...]:
+    """The forms of `name` that run on this CPU (the Pallas GPU kernels have their own
+    interpret-mode tests: tests/ops/test_pallas_*.py)."""
+    return tuple(f for f in registry.get(name).forms if not f.startswith("pallas"))
+
+
 def case_id(case: tuple[str, dict[str, Any]]) -> str:
     name, options = case
     return "-".join([name, *(f"{k}={v}" for k, v in options.items())])

@@ -1,5 +1,6 @@
 """Bad input gets a clear error that names the problem."""
 
+import jax
 import jax.numpy as jnp
 import pytest
 from cases import make_inputs
@@ -43,7 +44,7 @@ def test_initial_state_is_checked(dn_inputs):
 
 def test_implementations_fail_fast(dn_inputs):
     rnn_args, _ = make_inputs(("delta_rnn", {}), 0, time=3)
-    with pytest.raises(NotImplementedError, match="'chunked' does not exist .* available: 'recurrent'"):
+    with pytest.raises(NotImplementedError, match="'chunked' does not exist .* available: 'pallas_gpu', 'recurrent'"):
         fw.delta_rnn(*rnn_args, implementation="chunked")
     with pytest.raises(ValueError, match="chunk_size must be a positive int"):
         fw.delta_net(*dn_inputs, implementation="chunked", chunk_size=0)
@@ -86,3 +87,24 @@ def test_recurrent_delta_net_params_and_dims():
         recurrent_delta_net.init_state(1, 2, 4, 3)
     out, _ = fw.recurrent_delta_net(q, k, v, beta, params=kw["params"]._asdict())
     assert out.shape == q.shape
+
+
+def test_implementation_none_picks_the_measured_order():
+    from fastweights.ops.common.sequence import auto_order, select_implementation
+
+    assert jax.default_backend() == "cpu"
+    assert auto_order(4, jnp.float32, gpu_kernel_measured=True) == ("recurrent",)
+    assert auto_order(64, jnp.bfloat16, gpu_kernel_measured=True) == ("chunked", "recurrent")
+    forms = {"chunked": None, "pallas_gpu": None, "recurrent": None}
+    order = ("pallas_gpu", "chunked", "recurrent")
+    assert select_implementation("op", None, forms, order=order) == "pallas_gpu"
+    # A form whose `supported` check gives a reason is passed over by None...
+    refuse = {"pallas_gpu": lambda: "needs a GPU"}
+    assert select_implementation("op", None, forms, order=order, supported=refuse) == "chunked"
+    # ...but a named one is returned as asked, and then fails with its own reason.
+    assert select_implementation("op", "pallas_gpu", forms, order=order, supported=refuse) == "pallas_gpu"
+    q, k, v, beta = make_inputs(("delta_net", {}), 0, time=20, key_dim=16, value_dim=16)[0]
+    with pytest.raises(NotImplementedError, match="needs a GPU"):
+        fw.delta_net(q, k, v, beta, implementation="pallas_gpu")
+    out, _ = fw.delta_net(q, k, v, beta)  # None on CPU: the chunked form, no error
+    assert out.shape == v.shape

@@ -5,12 +5,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from cases import CASES, case_id, make_inputs, random_state, run
+from cases import CASES, case_id, cpu_forms, make_inputs, random_state, run
 
 from fastweights import registry
 from fastweights.testing import assert_close, float64
 
-FORM_CASES = [(case, form) for case in CASES for form in registry.get(case[0]).forms if form != "recurrent"]
+FORM_CASES = [(case, form) for case in CASES for form in cpu_forms(case[0]) if form != "recurrent"]
 SHAPES = {  # (time, chunk size): ragged last chunk, exact multiple, one short chunk, T = 1
     "T9-C4": (9, 4), "T63-C16": (63, 16), "T32-C16": (32, 16), "T5-C64": (5, 64), "T1-C8": (1, 8),
 }

@@ -3,12 +3,12 @@ with and without a carried initial state, on ordinary and odd shapes."""
 
 import jax
 import pytest
-from cases import CASES, case_id, make_inputs, random_state, run, run_numpy
+from cases import CASES, case_id, cpu_forms, make_inputs, random_state, run, run_numpy
 
 from fastweights import registry
 from fastweights.testing import assert_close
 
-FORM_CASES = [(case, form) for case in CASES for form in registry.get(case[0]).forms]
+FORM_CASES = [(case, form) for case in CASES for form in cpu_forms(case[0])]
 
 SHAPES = {
     "T7": dict(time=7, key_dim=4, value_dim=4),

@@ -60,7 +60,7 @@ def test_pallas_chunked_equals_recurrent(case, monkeypatch):
                   type(state0)(*(jax.random.normal(kk, x.shape) for kk, x in zip(keys[1:], expected_out[1]))))
 
     def kernel(*a, initial_state):
-        return pallas.chunked(*a, **options, chunk_size=CHUNK, initial_state=initial_state, interpret=True)
+        return getattr(pallas, name)(*a, **options, chunk_size=CHUNK, initial_state=initial_state, interpret=True)
 
     def oracle(*a, initial_state):
         return reference.recurrent(*a, **options, initial_state=initial_state)
@@ -79,7 +79,7 @@ def test_refuses_without_gpu(name):
     reason = pallas.supported(*args)
     assert reason is not None and "GPU" in reason
     with pytest.raises(NotImplementedError, match="GPU"):
-        pallas.chunked(*args)
+        getattr(pallas, name)(*args)
 
 
 @pytest.mark.parametrize("name", list(MODULES))
@@ -88,9 +88,9 @@ def test_refuses_unsupported_shapes(name):
     args, _ = example_inputs(name, 0, batch=1, time=4, heads=1, key_dim=8, value_dim=16)
     assert "power of two" in pallas.supported(*args, interpret=True)
     with pytest.raises(NotImplementedError, match="power of two"):
-        pallas.chunked(*args, interpret=True)
+        getattr(pallas, name)(*args, interpret=True)
     args, _ = example_inputs(name, 0, batch=1, time=4, heads=1, key_dim=16, value_dim=16)
     assert "chunk_size" in pallas.supported(*args, chunk_size=24, interpret=True)
     assert pallas.supported(*args, interpret=True) is None
     with pytest.raises(NotImplementedError, match="chunk_size"):
-        pallas.chunked(*args, chunk_size=8, interpret=True)
+        getattr(pallas, name)(*args, chunk_size=8, interpret=True)

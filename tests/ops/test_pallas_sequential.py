@@ -19,11 +19,11 @@ from fastweights.testing import assert_close
 
 # name -> (kernel function, its supported(), reference.recurrent)
 KERNELS = {
-    "delta_net": (delta_net_kernel.delta_net_pallas_gpu, delta_net_kernel.supported, delta_net_ref.recurrent),
-    "delta_rnn": (delta_rnn_kernel.delta_rnn_pallas_gpu, delta_rnn_kernel.supported, delta_rnn_ref.recurrent),
-    "delta_lstm": (delta_lstm_kernel.delta_lstm_pallas_gpu, delta_lstm_kernel.supported,
+    "delta_net": (delta_net_kernel.delta_net, delta_net_kernel.supported, delta_net_ref.recurrent),
+    "delta_rnn": (delta_rnn_kernel.delta_rnn, delta_rnn_kernel.supported, delta_rnn_ref.recurrent),
+    "delta_lstm": (delta_lstm_kernel.delta_lstm, delta_lstm_kernel.supported,
                    delta_lstm_ref.recurrent),
-    "recurrent_delta_net": (rdn_kernel.recurrent_delta_net_pallas_gpu, rdn_kernel.supported, rdn_ref.recurrent),
+    "recurrent_delta_net": (rdn_kernel.recurrent_delta_net, rdn_kernel.supported, rdn_ref.recurrent),
 }
 CASES = [
     ("delta_net", {}),
@@ -103,7 +103,7 @@ def test_bfloat16_inputs():
     """bf16 inputs: float32 state inside, bf16 outputs equal to the reference's rounding."""
     args, _ = make_inputs(("delta_net", {}), 33, batch=1, heads=2, time=5, key_dim=D, value_dim=D)
     args = tuple(a.astype(jnp.bfloat16) for a in args)
-    out, state = delta_net_kernel.delta_net_pallas_gpu(*args, interpret=True)
+    out, state = delta_net_kernel.delta_net(*args, interpret=True)
     expected_out, expected_state = delta_net_ref.recurrent(*args)
     assert out.dtype == jnp.bfloat16 and state.W.dtype == jnp.float32
     assert_close(out, expected_out, "bfloat16_output", name="bf16 outputs")

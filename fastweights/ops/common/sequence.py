@@ -7,7 +7,7 @@ Dtype policy: inputs may be any float dtype; the state and all accumulation are 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -16,7 +16,7 @@ import jax.numpy as jnp
 Array = jax.Array
 
 # Every implementation name the library knows; each variant offers a subset.
-KNOWN_IMPLEMENTATIONS = ("recurrent", "chunked", "pallas_gpu", "pallas_tpu")
+KNOWN_IMPLEMENTATIONS = ("recurrent", "chunked", "pallas_gpu", "pallas_gpu_recurrent", "pallas_tpu")
 
 _DIM_NAMES = {"B": "batch", "T": "time", "H": "heads", "K": "key dim", "V": "value dim", "G": "gates",
               "F": "fast hidden dim", "L": "depth", "M": "2 * depth"}
@@ -137,19 +137,40 @@ def run_recurrent(op: str, step: Callable[..., tuple[Any, Array]], inputs: Mappi
     return outputs.astype(out_dtype), state
 
 
-# `implementation=None`: the chunked form from this sequence length on, else the scan.
-# Measured with benchmarks/bench_ops.py (BENCHMARKS.md); at T = 1 the scan has nothing to
-# parallelise and the chunked form only adds the triangular solve.
+# `implementation=None` picks the fastest measured form (BENCHMARKS.md):
+# - CPU: the chunked form from CHUNKED_FROM_TIME steps on (at T = 1 there is nothing to
+#   parallelise and it only adds the triangular inverse), else the scan;
+# - GPU, 16-bit inputs: the chunked Pallas kernel where it was measured faster (H200, bf16,
+#   B4 T4096 H16: 2.1x the pure-JAX chunked form for the delta rule, 5x for the sum rule);
+#   float32 stays on the pure-JAX chunked form (exact float32 dots in the kernel are slower).
 CHUNKED_FROM_TIME = 8
 
 
+def auto_order(time: int, dtype: Any, *, gpu_kernel_measured: bool) -> tuple[str, ...]:
+    """Forms in order of measured speed for this platform, length and input dtype."""
+    order = []
+    if gpu_kernel_measured and jax.default_backend() == "gpu" and jnp.dtype(dtype).itemsize <= 2:
+        order.append("pallas_gpu")
+    if time >= CHUNKED_FROM_TIME:
+        order.append("chunked")
+    return (*order, "recurrent")
+
+
 def select_implementation(op: str, implementation: str | None, available: Mapping[str, Any], *,
-                          time: int) -> str:
-    """The name of the form to run. None: the fastest measured form for this length (see
-    `CHUNKED_FROM_TIME`). A name that does not exist for `op` fails with the reason; nothing
-    falls back silently."""
+                          order: Sequence[str] = ("recurrent",),
+                          supported: Mapping[str, Callable[[], str | None]] | None = None) -> str:
+    """The name of the form to run.
+
+    None: the first form of `order` that `op` has and whose `supported` check (a thunk that
+    returns None or the reason it cannot run) passes. A name: that form, or an error with
+    the reason when `op` has no such form; nothing falls back silently.
+    """
     if implementation is None:
-        return "chunked" if "chunked" in available and time >= CHUNKED_FROM_TIME else "recurrent"
+        checks = supported or {}
+        for name in order:
+            if name in available and (name not in checks or checks[name]() is None):
+                return name
+        return "recurrent"
     if implementation in available:
         return implementation
     names = ", ".join(repr(n) for n in available)

@@ -6,7 +6,7 @@ import functools
 
 import jax
 
-from fastweights.ops.common.sequence import select_implementation
+from fastweights.ops.common.sequence import auto_order, select_implementation
 from fastweights.ops.delta_delta_net import chunked, reference
 
 Array = jax.Array
@@ -35,6 +35,7 @@ def delta_delta_net(q: Array, k: Array, v: Array, beta: Array, *, eps: float = 1
     Returns:
       `(o [B, T, H, d] in the input dtype, final State in float32)`.
     """
-    name = select_implementation("delta_delta_net", implementation, IMPLEMENTATIONS, time=q.shape[1])
+    name = select_implementation("delta_delta_net", implementation, IMPLEMENTATIONS,
+                                 order=auto_order(q.shape[1], q.dtype, gpu_kernel_measured=False))
     options = dict(chunk_size=chunk_size) if name == "chunked" else {}
     return IMPLEMENTATIONS[name](q, k, v, beta, eps=eps, initial_state=initial_state, **options)

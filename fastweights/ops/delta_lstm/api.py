@@ -6,12 +6,12 @@ import functools
 
 import jax
 
-from fastweights.ops.common.sequence import select_implementation
-from fastweights.ops.delta_lstm import reference
+from fastweights.ops.common.sequence import auto_order, select_implementation
+from fastweights.ops.delta_lstm import pallas_gpu, reference
 
 Array = jax.Array
 
-IMPLEMENTATIONS = {"recurrent": reference.recurrent}
+IMPLEMENTATIONS = {"pallas_gpu": pallas_gpu.delta_lstm, "recurrent": reference.recurrent}
 
 
 @functools.partial(jax.jit, static_argnames=("version", "implementation"))
@@ -38,5 +38,6 @@ def delta_lstm(q: Array, k: Array, v: Array, beta: Array, rk: Array, rv: Array, 
     Returns:
       `(h [B, T, H, V] in the input dtype, final State in float32)`.
     """
-    name = select_implementation("delta_lstm", implementation, IMPLEMENTATIONS, time=q.shape[1])
+    name = select_implementation("delta_lstm", implementation, IMPLEMENTATIONS,
+                                 order=auto_order(q.shape[1], q.dtype, gpu_kernel_measured=False))
     return IMPLEMENTATIONS[name](q, k, v, beta, rk, rv, rbeta, version=version, initial_state=initial_state)

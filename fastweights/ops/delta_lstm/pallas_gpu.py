@@ -70,13 +70,13 @@ def _cell(version: int) -> ps.Cell:
 def supported(q: Array, k: Array, v: Array, beta: Array, rk: Array, rv: Array, rbeta: Array, *,
               version: int = 4, initial_state: State | None = None,
               interpret: bool = False) -> str | None:
-    """None if `delta_lstm_pallas_gpu` can run these inputs, else the reason."""
+    """None if `delta_lstm` can run these inputs, else the reason."""
     return ps.supported(OP, dims={"key dim": q.shape[-1], "value dim": v.shape[-1]},
                         dtypes=[dtype_policy(q, k, v, beta, rk, rv, rbeta)[0]], interpret=interpret)
 
 
 @functools.partial(jax.jit, static_argnames=("version", "interpret"))
-def delta_lstm_pallas_gpu(q: Array, k: Array, v: Array, beta: Array, rk: Array, rv: Array,
+def delta_lstm(q: Array, k: Array, v: Array, beta: Array, rk: Array, rv: Array,
                           rbeta: Array, *, version: int = 4, initial_state: State | None = None,
                           interpret: bool = False) -> tuple[Array, State]:
     """Same arguments and results as `reference.recurrent` (`q, k` `[B, T, H, 3, K]`;

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import jax
 
-from fastweights.ops.common.sequence import select_implementation
+from fastweights.ops.common.sequence import auto_order, select_implementation
 from fastweights.ops.delta_mlp import chunked, reference
 
 Array = jax.Array
@@ -42,7 +42,8 @@ def delta_mlp(q: Array, k: Sequence[Array], v: Sequence[Array], beta: Array, ln_
     Returns:
       `(a_depth [B, T, H, d] in the input dtype, final State in float32)`.
     """
-    name = select_implementation("delta_mlp", implementation, IMPLEMENTATIONS, time=q.shape[1])
+    name = select_implementation("delta_mlp", implementation, IMPLEMENTATIONS,
+                                 order=auto_order(q.shape[1], q.dtype, gpu_kernel_measured=False))
     options = dict(chunk_size=chunk_size) if name == "chunked" else {}
     return IMPLEMENTATIONS[name](q, k, v, beta, ln_scale, ln_bias, depth=depth, eps=eps,
                                  ln_eps=ln_eps, initial_state=initial_state, **options)

@@ -6,12 +6,15 @@ import functools
 
 import jax
 
-from fastweights.ops.common.sequence import select_implementation
-from fastweights.ops.delta_net import chunked, reference
+from fastweights.ops.common.sequence import auto_order, select_implementation
+from fastweights.ops.delta_net import chunked, pallas_gpu, pallas_gpu_recurrent, reference
 
 Array = jax.Array
 
-IMPLEMENTATIONS = {"chunked": chunked.chunked, "recurrent": reference.recurrent}
+IMPLEMENTATIONS = {
+    "chunked": chunked.chunked, "pallas_gpu": pallas_gpu.delta_net,
+    "pallas_gpu_recurrent": pallas_gpu_recurrent.delta_net, "recurrent": reference.recurrent,
+}
 
 
 @functools.partial(jax.jit, static_argnames=("chunk_size", "implementation"))
@@ -32,6 +35,9 @@ def delta_net(q: Array, k: Array, v: Array, beta: Array, *,
     Returns:
       `(o [B, T, H, V] in the input dtype, final State in float32)`.
     """
-    name = select_implementation("delta_net", implementation, IMPLEMENTATIONS, time=q.shape[1])
-    options = dict(chunk_size=chunk_size) if name == "chunked" else {}
+    name = select_implementation(
+        "delta_net", implementation, IMPLEMENTATIONS,
+        order=auto_order(q.shape[1], q.dtype, gpu_kernel_measured=True),
+        supported={"pallas_gpu": lambda: pallas_gpu.supported(q, k, v, beta, chunk_size=chunk_size)})
+    options = dict(chunk_size=chunk_size) if name in ("chunked", "pallas_gpu") else {}
     return IMPLEMENTATIONS[name](q, k, v, beta, initial_state=initial_state, **options)

@@ -57,7 +57,7 @@ def supported(q: Array, k: Array, v: Array, beta: Array, *, chunk_size: int = 64
                         dtype=jnp.result_type(q, k, v, beta), interpret=interpret)
 
 
-def chunked(q: Array, k: Array, v: Array, beta: Array, *, chunk_size: int = 64,
+def delta_net(q: Array, k: Array, v: Array, beta: Array, *, chunk_size: int = 64,
             initial_state: State | None = None, interpret: bool = False) -> tuple[Array, State]:
     """Chunked delta rule on Pallas GPU kernels; same arguments and results as `chunked.chunked`.
 

@@ -47,13 +47,13 @@ CELL = ps.Cell(OP, _step, _unstep)
 
 def supported(q: Array, k: Array, v: Array, beta: Array, *, initial_state: State | None = None,
               interpret: bool = False) -> str | None:
-    """None if `delta_net_pallas_gpu` can run these inputs, else the reason."""
+    """None if `delta_net` can run these inputs, else the reason."""
     return ps.supported(OP, dims={"key dim": q.shape[-1], "value dim": v.shape[-1]},
                         dtypes=[dtype_policy(q, k, v, beta)[0]], interpret=interpret)
 
 
 @functools.partial(jax.jit, static_argnames=("interpret",))
-def delta_net_pallas_gpu(q: Array, k: Array, v: Array, beta: Array, *,
+def delta_net(q: Array, k: Array, v: Array, beta: Array, *,
                          initial_state: State | None = None,
                          interpret: bool = False) -> tuple[Array, State]:
     """Same arguments and results as `reference.recurrent` (`q, k` `[B, T, H, K]`, `v`

@@ -6,12 +6,14 @@ import functools
 
 import jax
 
-from fastweights.ops.common.sequence import select_implementation
-from fastweights.ops.linear_transformer import chunked, reference
+from fastweights.ops.common.sequence import auto_order, select_implementation
+from fastweights.ops.linear_transformer import chunked, pallas_gpu, reference
 
 Array = jax.Array
 
-IMPLEMENTATIONS = {"chunked": chunked.chunked, "recurrent": reference.recurrent}
+IMPLEMENTATIONS = {
+    "chunked": chunked.chunked, "pallas_gpu": pallas_gpu.linear_transformer, "recurrent": reference.recurrent,
+}
 
 
 @functools.partial(jax.jit, static_argnames=("normalize", "eps", "chunk_size", "implementation"))
@@ -36,7 +38,10 @@ def linear_transformer(q: Array, k: Array, v: Array, *, normalize: bool = False,
       `(o [B, T, H, V] in the input dtype, final State in float32)`. No `1/sqrt(d)` scale:
       that belongs to the layer.
     """
-    name = select_implementation("linear_transformer", implementation, IMPLEMENTATIONS, time=q.shape[1])
-    options = dict(chunk_size=chunk_size) if name == "chunked" else {}
+    name = select_implementation(
+        "linear_transformer", implementation, IMPLEMENTATIONS,
+        order=auto_order(q.shape[1], q.dtype, gpu_kernel_measured=True),
+        supported={"pallas_gpu": lambda: pallas_gpu.supported(q, k, v, chunk_size=chunk_size)})
+    options = dict(chunk_size=chunk_size) if name in ("chunked", "pallas_gpu") else {}
     return IMPLEMENTATIONS[name](q, k, v, normalize=normalize, eps=eps, initial_state=initial_state,
                                  **options)

@@ -55,7 +55,7 @@ def supported(q: Array, k: Array, v: Array, *, chunk_size: int = 64, interpret: 
                         dtype=jnp.result_type(q, k, v), interpret=interpret)
 
 
-def chunked(q: Array, k: Array, v: Array, *, normalize: bool = False, eps: float = 1e-5,
+def linear_transformer(q: Array, k: Array, v: Array, *, normalize: bool = False, eps: float = 1e-5,
             chunk_size: int = 64, initial_state: State | None = None,
             interpret: bool = False) -> tuple[Array, State]:
     """Chunked sum rule on Pallas GPU kernels; same arguments and results as `chunked.chunked`.

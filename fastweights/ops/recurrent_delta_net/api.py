@@ -8,12 +8,12 @@ from collections.abc import Mapping
 
 import jax
 
-from fastweights.ops.common.sequence import select_implementation
-from fastweights.ops.recurrent_delta_net import reference
+from fastweights.ops.common.sequence import auto_order, select_implementation
+from fastweights.ops.recurrent_delta_net import pallas_gpu, reference
 
 Array = jax.Array
 
-IMPLEMENTATIONS = {"recurrent": reference.recurrent}
+IMPLEMENTATIONS = {"pallas_gpu": pallas_gpu.recurrent_delta_net, "recurrent": reference.recurrent}
 
 
 @functools.partial(jax.jit, static_argnames=("implementation",))
@@ -37,5 +37,6 @@ def recurrent_delta_net(q: Array, k: Array, v: Array, beta: Array, *,
     Returns:
       `(y [B, T, H, D] in the input dtype, final State in float32)`.
     """
-    name = select_implementation("recurrent_delta_net", implementation, IMPLEMENTATIONS, time=q.shape[1])
+    name = select_implementation("recurrent_delta_net", implementation, IMPLEMENTATIONS,
+                                 order=auto_order(q.shape[1], q.dtype, gpu_kernel_measured=False))
     return IMPLEMENTATIONS[name](q, k, v, beta, params=params, initial_state=initial_state)

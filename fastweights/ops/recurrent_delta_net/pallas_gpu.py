@@ -58,7 +58,7 @@ CELL = ps.Cell(OP, _step, _unstep)
 
 def supported(q: Array, k: Array, v: Array, beta: Array, *, params: Params | Mapping[str, Array],
               initial_state: State | None = None, interpret: bool = False) -> str | None:
-    """None if `recurrent_delta_net_pallas_gpu` can run these inputs, else the reason."""
+    """None if `recurrent_delta_net` can run these inputs, else the reason."""
     params = as_params(params)
     return ps.supported(OP, dims={"head dim": q.shape[-1]},
                         dtypes=[dtype_policy(q, k, v, beta)[0], *(p.dtype for p in params)],
@@ -66,7 +66,7 @@ def supported(q: Array, k: Array, v: Array, beta: Array, *, params: Params | Map
 
 
 @functools.partial(jax.jit, static_argnames=("interpret",))
-def recurrent_delta_net_pallas_gpu(q: Array, k: Array, v: Array, beta: Array, *,
+def recurrent_delta_net(q: Array, k: Array, v: Array, beta: Array, *,
                                    params: Params | Mapping[str, Array],
                                    initial_state: State | None = None,
                                    interpret: bool = False) -> tuple[Array, State]:
