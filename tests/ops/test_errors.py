@@ -93,8 +93,9 @@ def test_implementation_none_picks_the_measured_order():
     from fastweights.ops.common.sequence import auto_order, select_implementation
 
     assert jax.default_backend() == "cpu"
-    assert auto_order(4, jnp.float32, gpu_kernel_measured=True) == ("recurrent",)
-    assert auto_order(64, jnp.bfloat16, gpu_kernel_measured=True) == ("chunked", "recurrent")
+    assert auto_order(4, 64, jnp.float32, gpu_kernel_measured=True) == ("recurrent",)
+    assert auto_order(64, 64, jnp.bfloat16, gpu_kernel_measured=True) == ("chunked", "recurrent")
+    assert auto_order(64, 16, jnp.float32, gpu_kernel_measured=True) == ("recurrent",)  # d16: the scan
     forms = {"chunked": None, "pallas_gpu": None, "recurrent": None}
     order = ("pallas_gpu", "chunked", "recurrent")
     assert select_implementation("op", None, forms, order=order) == "pallas_gpu"

@@ -138,20 +138,23 @@ def run_recurrent(op: str, step: Callable[..., tuple[Any, Array]], inputs: Mappi
 
 
 # `implementation=None` picks the fastest measured form (BENCHMARKS.md):
-# - CPU: the chunked form from CHUNKED_FROM_TIME steps on (at T = 1 there is nothing to
-#   parallelise and it only adds the triangular inverse), else the scan;
-# - GPU, 16-bit inputs: the chunked Pallas kernel where it was measured faster (H200, bf16,
-#   B4 T4096 H16: 2.1x the pure-JAX chunked form for the delta rule, 5x for the sum rule);
-#   float32 stays on the pure-JAX chunked form (exact float32 dots in the kernel are slower).
+# - CPU: the chunked form from CHUNKED_FROM_TIME steps and CHUNKED_FROM_KEY_DIM key dims on
+#   (2 cores, B8 H8 d64 T512: 3-5x the scan for forward+backward; at d16 the scan is as fast
+#   to train and twice as fast forward), else the scan;
+# - GPU: the chunked form (H200: ~15x the scan), and for 16-bit inputs the chunked Pallas
+#   kernel first where one was measured faster (bf16, B4 T4096 H16 d64: 2.1x the pure-JAX
+#   chunked form for the delta rule, 5x for the sum rule); float32 stays on the pure-JAX
+#   chunked form, since exact float32 dots in the kernel are slower.
 CHUNKED_FROM_TIME = 8
+CHUNKED_FROM_KEY_DIM = 64
 
 
-def auto_order(time: int, dtype: Any, *, gpu_kernel_measured: bool) -> tuple[str, ...]:
-    """Forms in order of measured speed for this platform, length and input dtype."""
-    order = []
-    if gpu_kernel_measured and jax.default_backend() == "gpu" and jnp.dtype(dtype).itemsize <= 2:
+def auto_order(time: int, key_dim: int, dtype: Any, *, gpu_kernel_measured: bool) -> tuple[str, ...]:
+    """Forms in order of measured speed for this platform, shape and input dtype."""
+    backend, order = jax.default_backend(), []
+    if gpu_kernel_measured and backend == "gpu" and jnp.dtype(dtype).itemsize <= 2:
         order.append("pallas_gpu")
-    if time >= CHUNKED_FROM_TIME:
+    if time >= CHUNKED_FROM_TIME and (backend != "cpu" or key_dim >= CHUNKED_FROM_KEY_DIM):
         order.append("chunked")
     return (*order, "recurrent")
 

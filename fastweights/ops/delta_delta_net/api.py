@@ -18,7 +18,7 @@ IMPLEMENTATIONS = {"chunked": chunked.chunked, "recurrent": reference.recurrent}
 def delta_delta_net(q: Array, k: Array, v: Array, beta: Array, *, eps: float = 1e-5,
                     initial_state: reference.State | None = None,
                     implementation: str | None = None,
-                    chunk_size: int = 64) -> tuple[Array, reference.State]:
+                    chunk_size: int | None = None) -> tuple[Array, reference.State]:
     """Two-level (hierarchical) delta-rule fast weight programmer, causal.
 
     Args:
@@ -30,12 +30,13 @@ def delta_delta_net(q: Array, k: Array, v: Array, beta: Array, *, eps: float = 1
       eps: epsilon of the second level's sum normalisation (official: 1e-5).
       initial_state: `State(W=(W1 [B, H, K, 3d+1], W2 [B, H, d, d]))`; zeros if None.
       implementation: None (the best available) or one of `IMPLEMENTATIONS`.
-      chunk_size: steps per chunk of the `chunked` form (any T: the last chunk is padded).
+      chunk_size: steps per chunk of the chunked forms (any T: the last chunk is padded);
+        None: 16 on CPU, 64 elsewhere (measured, BENCHMARKS.md).
 
     Returns:
       `(o [B, T, H, d] in the input dtype, final State in float32)`.
     """
     name = select_implementation("delta_delta_net", implementation, IMPLEMENTATIONS,
-                                 order=auto_order(q.shape[1], q.dtype, gpu_kernel_measured=False))
+                                 order=auto_order(q.shape[1], q.shape[-1], q.dtype, gpu_kernel_measured=False))
     options = dict(chunk_size=chunk_size) if name == "chunked" else {}
     return IMPLEMENTATIONS[name](q, k, v, beta, eps=eps, initial_state=initial_state, **options)

@@ -18,7 +18,7 @@ from fastweights.ops.delta_net.reference import State as DeltaNetState
 Array = jax.Array
 
 
-def chunked(q: Array, k: Array, v: Array, beta: Array, *, eps: float = 1e-5, chunk_size: int = 64,
+def chunked(q: Array, k: Array, v: Array, beta: Array, *, eps: float = 1e-5, chunk_size: int | None = None,
             initial_state: State | None = None) -> tuple[Array, State]:
     """Chunkwise-parallel `delta_delta_net`; same arguments and results as `recurrent`."""
     op = "delta_delta_net"

@@ -20,7 +20,7 @@ IMPLEMENTATIONS = {"chunked": chunked.chunked, "recurrent": reference.recurrent}
 def delta_mlp(q: Array, k: Sequence[Array], v: Sequence[Array], beta: Array, ln_scale: Array,
               ln_bias: Array, *, depth: int | None = None, eps: float = 1e-5, ln_eps: float = 1e-5,
               initial_state: reference.State | None = None,
-              implementation: str | None = None, chunk_size: int = 64) -> tuple[Array, reference.State]:
+              implementation: str | None = None, chunk_size: int | None = None) -> tuple[Array, reference.State]:
     """Deep delta-rule fast net (residual MLP of fast layers), causal.
 
     Args:
@@ -37,13 +37,14 @@ def delta_mlp(q: Array, k: Sequence[Array], v: Sequence[Array], beta: Array, ln_
       initial_state: `State(W=(2*depth matrices))`; zeros if None. (The official layer
         ignores carried fast weights; here they are used.)
       implementation: None (the best available) or one of `IMPLEMENTATIONS`.
-      chunk_size: steps per chunk of the `chunked` form (any T: the last chunk is padded).
+      chunk_size: steps per chunk of the chunked forms (any T: the last chunk is padded);
+        None: 16 on CPU, 64 elsewhere (measured, BENCHMARKS.md).
 
     Returns:
       `(a_depth [B, T, H, d] in the input dtype, final State in float32)`.
     """
     name = select_implementation("delta_mlp", implementation, IMPLEMENTATIONS,
-                                 order=auto_order(q.shape[1], q.dtype, gpu_kernel_measured=False))
+                                 order=auto_order(q.shape[1], q.shape[-1], q.dtype, gpu_kernel_measured=False))
     options = dict(chunk_size=chunk_size) if name == "chunked" else {}
     return IMPLEMENTATIONS[name](q, k, v, beta, ln_scale, ln_bias, depth=depth, eps=eps,
                                  ln_eps=ln_eps, initial_state=initial_state, **options)

@@ -21,7 +21,7 @@ Array = jax.Array
 
 def chunked(q: Array, k: Sequence[Array], v: Sequence[Array], beta: Array, ln_scale: Array,
             ln_bias: Array, *, depth: int | None = None, eps: float = 1e-5, ln_eps: float = 1e-5,
-            chunk_size: int = 64, initial_state: State | None = None) -> tuple[Array, State]:
+            chunk_size: int | None = None, initial_state: State | None = None) -> tuple[Array, State]:
     """Chunkwise-parallel `delta_mlp`; same arguments and results as `recurrent`."""
     depth, inputs, _, _, n = check_inputs(q, k, v, beta, ln_scale, ln_bias, depth)
     out_dtype, acc = dtype_policy(*inputs.values())

@@ -20,7 +20,7 @@ IMPLEMENTATIONS = {
 @functools.partial(jax.jit, static_argnames=("chunk_size", "implementation"))
 def delta_net(q: Array, k: Array, v: Array, beta: Array, *,
               initial_state: reference.State | None = None, implementation: str | None = None,
-              chunk_size: int = 64) -> tuple[Array, reference.State]:
+              chunk_size: int | None = None) -> tuple[Array, reference.State]:
     """Delta-rule fast weight programmer, causal.
 
     Args:
@@ -30,14 +30,15 @@ def delta_net(q: Array, k: Array, v: Array, beta: Array, *,
       beta: write strengths `[B, T, H]`, already sigmoided.
       initial_state: `State(W [B, H, K, V])`; zeros if None.
       implementation: None (the best available) or one of `IMPLEMENTATIONS`.
-      chunk_size: steps per chunk of the `chunked` form (any T: the last chunk is padded).
+      chunk_size: steps per chunk of the chunked forms (any T: the last chunk is padded);
+        None: 16 on CPU, 64 elsewhere (measured, BENCHMARKS.md).
 
     Returns:
       `(o [B, T, H, V] in the input dtype, final State in float32)`.
     """
     name = select_implementation(
         "delta_net", implementation, IMPLEMENTATIONS,
-        order=auto_order(q.shape[1], q.dtype, gpu_kernel_measured=True),
+        order=auto_order(q.shape[1], q.shape[-1], q.dtype, gpu_kernel_measured=True),
         supported={"pallas_gpu": lambda: pallas_gpu.supported(q, k, v, beta, chunk_size=chunk_size)})
     options = dict(chunk_size=chunk_size) if name in ("chunked", "pallas_gpu") else {}
     return IMPLEMENTATIONS[name](q, k, v, beta, initial_state=initial_state, **options)

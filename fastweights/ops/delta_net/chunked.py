@@ -37,11 +37,11 @@ def wy_representation(k: Array, beta: Array, v: Array) -> tuple[Array, Array]:
     return solve(k), solve(v)
 
 
-def chunked(q: Array, k: Array, v: Array, beta: Array, *, chunk_size: int = 64,
+def chunked(q: Array, k: Array, v: Array, beta: Array, *, chunk_size: int | None = None,
             initial_state: State | None = None) -> tuple[Array, State]:
     """Chunkwise-parallel `delta_net`; same arguments and results as `recurrent`."""
     op = "delta_net"
-    check_chunk_size(op, chunk_size)
+    chunk_size = check_chunk_size(op, chunk_size)
     n = check_shapes(op, dict(q=q, k=k, v=v, beta=beta), dict(q="BTHK", k="BTHK", v="BTHV", beta="BTH"))
     out_dtype, acc = dtype_policy(q, k, v, beta)
     state = prepare_state(op, initial_state, init_state(n["B"], n["H"], n["K"], n["V"], acc))

@@ -50,14 +50,15 @@ OP = "delta_net"
 BLOCK_V = 64  # value columns per forward program (more programs for the GPU to schedule)
 
 
-def supported(q: Array, k: Array, v: Array, beta: Array, *, chunk_size: int = 64,
+def supported(q: Array, k: Array, v: Array, beta: Array, *, chunk_size: int | None = None,
               interpret: bool = False) -> str | None:
     """None if `chunked` can run on these inputs, else the reason."""
-    return pc.supported(OP, key_dim=k.shape[-1], value_dim=v.shape[-1], chunk_size=chunk_size,
+    return pc.supported(OP, key_dim=k.shape[-1], value_dim=v.shape[-1],
+                        chunk_size=check_chunk_size(OP, chunk_size),
                         dtype=jnp.result_type(q, k, v, beta), interpret=interpret)
 
 
-def delta_net(q: Array, k: Array, v: Array, beta: Array, *, chunk_size: int = 64,
+def delta_net(q: Array, k: Array, v: Array, beta: Array, *, chunk_size: int | None = None,
             initial_state: State | None = None, interpret: bool = False) -> tuple[Array, State]:
     """Chunked delta rule on Pallas GPU kernels; same arguments and results as `chunked.chunked`.
 
@@ -66,7 +67,7 @@ def delta_net(q: Array, k: Array, v: Array, beta: Array, *, chunk_size: int = 64
     `interpret=True` runs the kernels in the Pallas interpreter (CPU tests).
     Raises `NotImplementedError` with the reason when the kernel cannot run (see `supported`).
     """
-    check_chunk_size(OP, chunk_size)
+    chunk_size = check_chunk_size(OP, chunk_size)
     n = check_shapes(OP, dict(q=q, k=k, v=v, beta=beta), dict(q="BTHK", k="BTHK", v="BTHV", beta="BTH"))
     reason = supported(q, k, v, beta, chunk_size=chunk_size, interpret=interpret)
     if reason is not None:

@@ -38,5 +38,5 @@ def delta_rnn(q: Array, k: Array, v: Array, beta: Array, rk: Array, rv: Array, r
       `(y [B, T, H, V] in the input dtype, final State in float32)`.
     """
     name = select_implementation("delta_rnn", implementation, IMPLEMENTATIONS,
-                                 order=auto_order(q.shape[1], q.dtype, gpu_kernel_measured=False))
+                                 order=auto_order(q.shape[1], q.shape[-1], q.dtype, gpu_kernel_measured=False))
     return IMPLEMENTATIONS[name](q, k, v, beta, rk, rv, rbeta, version=version, initial_state=initial_state)

@@ -20,7 +20,7 @@ IMPLEMENTATIONS = {
 def linear_transformer(q: Array, k: Array, v: Array, *, normalize: bool = False, eps: float = 1e-5,
                        initial_state: reference.State | None = None,
                        implementation: str | None = None,
-                       chunk_size: int = 64) -> tuple[Array, reference.State]:
+                       chunk_size: int | None = None) -> tuple[Array, reference.State]:
     """Sum-rule fast weight programmer (linear attention), causal.
 
     Args:
@@ -32,7 +32,8 @@ def linear_transformer(q: Array, k: Array, v: Array, *, normalize: bool = False,
       eps: added to the normaliser.
       initial_state: `State(W [B, H, K, V], z [B, H, K])`; zeros if None.
       implementation: None (the best available) or one of `IMPLEMENTATIONS`.
-      chunk_size: steps per chunk of the `chunked` form (any T: the last chunk is padded).
+      chunk_size: steps per chunk of the chunked forms (any T: the last chunk is padded);
+        None: 16 on CPU, 64 elsewhere (measured, BENCHMARKS.md).
 
     Returns:
       `(o [B, T, H, V] in the input dtype, final State in float32)`. No `1/sqrt(d)` scale:
@@ -40,7 +41,7 @@ def linear_transformer(q: Array, k: Array, v: Array, *, normalize: bool = False,
     """
     name = select_implementation(
         "linear_transformer", implementation, IMPLEMENTATIONS,
-        order=auto_order(q.shape[1], q.dtype, gpu_kernel_measured=True),
+        order=auto_order(q.shape[1], q.shape[-1], q.dtype, gpu_kernel_measured=True),
         supported={"pallas_gpu": lambda: pallas_gpu.supported(q, k, v, chunk_size=chunk_size)})
     options = dict(chunk_size=chunk_size) if name in ("chunked", "pallas_gpu") else {}
     return IMPLEMENTATIONS[name](q, k, v, normalize=normalize, eps=eps, initial_state=initial_state,

@@ -23,10 +23,10 @@ _HIGHEST = jax.lax.Precision.HIGHEST
 
 
 def chunked(q: Array, k: Array, v: Array, *, normalize: bool = False, eps: float = 1e-5,
-            chunk_size: int = 64, initial_state: State | None = None) -> tuple[Array, State]:
+            chunk_size: int | None = None, initial_state: State | None = None) -> tuple[Array, State]:
     """Chunkwise-parallel `linear_transformer`; same arguments and results as `recurrent`."""
     op = "linear_transformer"
-    check_chunk_size(op, chunk_size)
+    chunk_size = check_chunk_size(op, chunk_size)
     n = check_shapes(op, dict(q=q, k=k, v=v), dict(q="BTHK", k="BTHK", v="BTHV"))
     out_dtype, acc = dtype_policy(q, k, v)
     state = prepare_state(op, initial_state, init_state(n["B"], n["H"], n["K"], n["V"], acc))

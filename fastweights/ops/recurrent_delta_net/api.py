@@ -38,5 +38,5 @@ def recurrent_delta_net(q: Array, k: Array, v: Array, beta: Array, *,
       `(y [B, T, H, D] in the input dtype, final State in float32)`.
     """
     name = select_implementation("recurrent_delta_net", implementation, IMPLEMENTATIONS,
-                                 order=auto_order(q.shape[1], q.dtype, gpu_kernel_measured=False))
+                                 order=auto_order(q.shape[1], q.shape[-1], q.dtype, gpu_kernel_measured=False))
     return IMPLEMENTATIONS[name](q, k, v, beta, params=params, initial_state=initial_state)
