@@ -2,7 +2,7 @@
 
     >>> import fastweights as fw
     >>> fw.get("delta_rnn").forms
-    ('recurrent',)
+    ('pallas_gpu', 'recurrent')
     >>> variant, options = fw.resolve("attn_type=134")   # official LM id
     >>> variant.name, options
     ('delta_rnn', {'version': 2})
