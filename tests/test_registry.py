@@ -20,19 +20,13 @@ OFFICIAL_ALG = {
 }
 
 
-@pytest.mark.parametrize("code", sorted(OFFICIAL_LM))
-def test_lm_attn_types(code):
-    name, implied = OFFICIAL_LM[code]
-    for spelling in (f"lm:{code}", f"attn_type={code}", f"--attn_type {code}"):
-        variant, options = registry.resolve(spelling)
-        assert variant.name == name
-        assert implied.items() <= options.items()
+OFFICIAL = [("lm", "attn_type", code, *OFFICIAL_LM[code]) for code in sorted(OFFICIAL_LM)]
+OFFICIAL += [("alg", "model_type", code, *OFFICIAL_ALG[code]) for code in sorted(OFFICIAL_ALG)]
 
 
-@pytest.mark.parametrize("code", sorted(OFFICIAL_ALG))
-def test_algorithmic_model_types(code):
-    name, implied = OFFICIAL_ALG[code]
-    for spelling in (f"alg:{code}", f"model_type={code}", f"--model_type {code}"):
+@pytest.mark.parametrize("prefix,flag,code,name,implied", OFFICIAL, ids=[f"{p}:{c}" for p, _, c, _, _ in OFFICIAL])
+def test_official_ids(prefix, flag, code, name, implied):
+    for spelling in (f"{prefix}:{code}", f"{flag}={code}", f"--{flag} {code}"):
         variant, options = registry.resolve(spelling)
         assert variant.name == name
         assert implied.items() <= options.items()
