@@ -20,6 +20,8 @@ float32, never TF32) with float32 accumulation; states and all sums stay float32
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
@@ -71,6 +73,26 @@ def from_heads(x: Array, batch: int, time: int) -> Array:
     """`[B * H, T_pad, *rest]` -> `[B, T, H, *rest]`, dropping the padding."""
     x = x.reshape(batch, -1, *x.shape[1:])[:, :, :time]
     return jnp.moveaxis(x, 1, 2)
+
+
+class BlockSpecs(NamedTuple):
+    """The blocks every chunked kernel uses, on the grid `(batch * head, value block)`."""
+    seq_k: pl.BlockSpec   # [BH, T_pad, K]: the whole sequence, shared by the value blocks
+    seq_v: pl.BlockSpec   # [BH, T_pad, V]: this value block's columns
+    state: pl.BlockSpec   # [BH, K, V]: one state, this value block's columns
+    states: pl.BlockSpec  # [BH, N * K, V]: the state entering every chunk
+    part_k: pl.BlockSpec  # [V / BV, BH, T_pad, K]: one partial per value block
+
+
+def block_specs(time: int, key_dim: int, block_v: int, n_chunks: int) -> BlockSpecs:
+    """The `BlockSpecs` for padded length `time`, key dim, value block width and chunk count."""
+    return BlockSpecs(
+        seq_k=pl.BlockSpec((None, time, key_dim), lambda b, j: (b, 0, 0)),
+        seq_v=pl.BlockSpec((None, time, block_v), lambda b, j: (b, 0, j)),
+        state=pl.BlockSpec((None, key_dim, block_v), lambda b, j: (b, 0, j)),
+        states=pl.BlockSpec((None, n_chunks * key_dim, block_v), lambda b, j: (b, 0, j)),
+        part_k=pl.BlockSpec((None, None, time, key_dim), lambda b, j: (j, b, 0, 0)),
+    )
 
 
 def dot(a: Array, b: Array, *, trans_a: bool = False, trans_b: bool = False) -> Array:

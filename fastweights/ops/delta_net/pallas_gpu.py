@@ -155,10 +155,7 @@ def _forward_call(qh, kh, w, u_c, W0, chunk: int, interpret: bool):
     V = u_c.shape[-1]
     bv = min(BLOCK_V, V)
     n_chunks = Tp // chunk
-    seq_k = pl.BlockSpec((None, Tp, K), lambda b, j: (b, 0, 0))
-    seq_v = pl.BlockSpec((None, Tp, bv), lambda b, j: (b, 0, j))
-    state = pl.BlockSpec((None, K, bv), lambda b, j: (b, 0, j))
-    states = pl.BlockSpec((None, n_chunks * K, bv), lambda b, j: (b, 0, j))
+    seq_k, seq_v, state, states, _ = pc.block_specs(Tp, K, bv, n_chunks)
     return pl.pallas_call(
         functools.partial(_forward_kernel, chunk=chunk),
         out_shape=(jax.ShapeDtypeStruct((BH, Tp, V), qh.dtype),
@@ -178,11 +175,7 @@ def _backward_call(qh, kh, w, u_c, h, do, dW, chunk: int, interpret: bool):
     V = u_c.shape[-1]
     bv = min(BLOCK_V, V)
     nv = V // bv
-    seq_k = pl.BlockSpec((None, Tp, K), lambda b, j: (b, 0, 0))
-    seq_v = pl.BlockSpec((None, Tp, bv), lambda b, j: (b, 0, j))
-    part_k = pl.BlockSpec((None, None, Tp, K), lambda b, j: (j, b, 0, 0))  # one partial per value block
-    state = pl.BlockSpec((None, K, bv), lambda b, j: (b, 0, j))
-    states = pl.BlockSpec((None, h.shape[1], bv), lambda b, j: (b, 0, j))
+    seq_k, seq_v, state, states, part_k = pc.block_specs(Tp, K, bv, Tp // chunk)
     f32 = jnp.float32
     dq, dk, dw, du, dS0 = pl.pallas_call(
         functools.partial(_backward_kernel, chunk=chunk),

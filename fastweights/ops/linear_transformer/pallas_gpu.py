@@ -166,11 +166,8 @@ def _forward_call(qh, kh, vh, zc, W0, chunk, normalize, eps, interpret):
     V = vh.shape[-1]
     bv = min(BLOCK_V, V)
     n_chunks = Tp // chunk
-    seq_k = pl.BlockSpec((None, Tp, K), lambda b, j: (b, 0, 0))
-    seq_v = pl.BlockSpec((None, Tp, bv), lambda b, j: (b, 0, j))
+    seq_k, seq_v, state, states, _ = pc.block_specs(Tp, K, bv, n_chunks)
     norms = pl.BlockSpec((None, n_chunks, K), lambda b, j: (b, 0, 0))
-    state = pl.BlockSpec((None, K, bv), lambda b, j: (b, 0, j))
-    states = pl.BlockSpec((None, n_chunks * K, bv), lambda b, j: (b, 0, j))
     return pl.pallas_call(
         functools.partial(_forward_kernel, chunk=chunk, normalize=normalize, eps=eps),
         out_shape=(jax.ShapeDtypeStruct((BH, Tp, V), qh.dtype),
@@ -191,14 +188,10 @@ def _backward_call(qh, kh, vh, zc, h, do, g, dW, chunk, normalize, eps, interpre
     bv = min(BLOCK_V, V)
     nv = V // bv
     n_chunks = Tp // chunk
-    seq_k = pl.BlockSpec((None, Tp, K), lambda b, j: (b, 0, 0))
-    seq_v = pl.BlockSpec((None, Tp, bv), lambda b, j: (b, 0, j))
+    seq_k, seq_v, state, states, part_k = pc.block_specs(Tp, K, bv, n_chunks)
     rows = pl.BlockSpec((None, Tp, 1), lambda b, j: (b, 0, 0))
     norms = pl.BlockSpec((None, n_chunks, K), lambda b, j: (b, 0, 0))
-    part_k = pl.BlockSpec((None, None, Tp, K), lambda b, j: (j, b, 0, 0))  # one partial per value block
     part_z = pl.BlockSpec((None, None, n_chunks, K), lambda b, j: (j, b, 0, 0))
-    state = pl.BlockSpec((None, K, bv), lambda b, j: (b, 0, j))
-    states = pl.BlockSpec((None, n_chunks * K, bv), lambda b, j: (b, 0, j))
     f32 = jnp.float32
     dq, dk, dv, dzc, dS0 = pl.pallas_call(
         functools.partial(_backward_kernel, chunk=chunk, normalize=normalize, eps=eps),
