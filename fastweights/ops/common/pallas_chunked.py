@@ -99,7 +99,8 @@ def dot(a: Array, b: Array, *, trans_a: bool = False, trans_b: bool = False) -> 
     """`a @ b` (optionally transposed operands) inside a kernel, float32 accumulation.
 
     float32 operands use Precision.HIGHEST, which the Triton lowering maps to IEEE float32
-    (DEFAULT would be TF32 and break the float32 tolerances)."""
+    (DEFAULT would be TF32 and break the float32 tolerances) and Mosaic TPU to full float32
+    MXU passes (DEFAULT would round the operands to bfloat16). Shared by the TPU kernels."""
     dims = (((0 if trans_a else 1,), (1 if trans_b else 0,)), ((), ()))
     precision = FLOAT32_PRECISION if a.dtype == jnp.float32 else None
     return jax.lax.dot_general(a, b, dims, precision=precision, preferred_element_type=jnp.float32)

@@ -14,7 +14,10 @@ Triton needs power-of-two sizes for every loaded/stored array and register tenso
 key and value dims must be powers of two (>= 16, see `supported`); gate axes of size 3 are
 split into separate arrays by the wrappers.
 
-A variant is described by a `Cell`:
+A variant is described by a `Cell`, built from a backend's per-head algebra (`ops`: this
+module's `read`, `outer`, `delta_write`, `vdot`, `softmax`, `softmax_eps` on 1D vectors, or
+`pallas_tpu`'s on `[1, D]` rows), so that each variant's step is written once for the GPU
+and the TPU kernels:
   * `step(state, x, params) -> (state, out, res)`: one time step of one head on per-step
     values (`x`: tuple of `[K]`/`[V]` vectors and `[]` scalars, all float32), returning the
     new state, the output `[V]` and per-step residuals `res` (vectors) that the backward
@@ -75,6 +78,11 @@ def delta_write(W: Array, k: Array, v: Array, beta: Array) -> tuple[Array, Array
     return W + outer(k, u), u
 
 
+def vdot(a: Array, b: Array) -> Array:
+    """`a . b` of two vectors (a scalar)."""
+    return jnp.sum(a * b)
+
+
 def softmax(x: Array) -> Array:
     """Softmax of a vector (the max shift cancels exactly, so it carries no gradient)."""
     e = jnp.exp(x - jax.lax.stop_gradient(jnp.max(x)))
@@ -95,7 +103,8 @@ def is_power_of_two(n: int) -> bool:
     return n >= 1 and (n & (n - 1)) == 0
 
 
-def supported(op: str, *, dims: dict[str, int], dtypes: Sequence[Any], interpret: bool) -> str | None:
+def supported(op: str, *, dims: dict[str, int], dtypes: Sequence[Any], interpret: bool,
+              form: str = "pallas_gpu") -> str | None:
     """None if the kernel can run, else the reason it cannot.
 
     `dims`: named feature sizes (key dim, value dim) that become Triton register tensors.
@@ -103,14 +112,14 @@ def supported(op: str, *, dims: dict[str, int], dtypes: Sequence[Any], interpret
     """
     for name, size in dims.items():
         if not (is_power_of_two(size) and size >= MIN_DIM):
-            return (f"{op} pallas_gpu: {name} must be a power of two >= {MIN_DIM} for the Triton "
+            return (f"{op} {form}: {name} must be a power of two >= {MIN_DIM} for the Triton "
                     f"backend, got {size}")
     for dtype in dtypes:
         if jnp.dtype(dtype) not in SUPPORTED_DTYPES:
-            return (f"{op} pallas_gpu: inputs must be float32, bfloat16 or float16, got {jnp.dtype(dtype)}"
+            return (f"{op} {form}: inputs must be float32, bfloat16 or float16, got {jnp.dtype(dtype)}"
                     " (use implementation='recurrent')")
     if not interpret and jax.default_backend() != "gpu":
-        return (f"{op} pallas_gpu: needs a GPU (default backend is {jax.default_backend()!r}); "
+        return (f"{op} {form}: needs a GPU (default backend is {jax.default_backend()!r}); "
                 "pass interpret=True to run the kernel on CPU")
     return None
 

@@ -36,22 +36,23 @@ LAYOUTS = dict(q="BTHGK", k="BTHGK", v="BTHGV", beta="BTHG", rk="BTHGV", rv="BTH
 G = NUM_GATES
 
 
-def _cell(version: int) -> ps.Cell:
+def cell(version: int, ops=ps) -> ps.Cell:
+    """The Delta LSTM step on a backend's per-head algebra (`pallas_sequential` or `pallas_tpu`)."""
     def step(state, x, params):
         Ws, Rs, (h_prev, c_prev) = state[:G], state[G:2 * G], state[2 * G:]
         q, k, v, beta, rk, rv, rbeta = (x[i * G:(i + 1) * G] for i in range(7))
-        s = h_prev if version == 1 else ps.softmax_eps(h_prev)
-        W_u = [ps.delta_write(Ws[g], k[g], v[g], beta[g]) for g in range(G)]
-        R_u = [ps.delta_write(Rs[g], rk[g], rv[g], rbeta[g]) for g in range(G)]
+        s = h_prev if version == 1 else ops.softmax_eps(h_prev)
+        W_u = [ops.delta_write(Ws[g], k[g], v[g], beta[g]) for g in range(G)]
+        R_u = [ops.delta_write(Rs[g], rk[g], rv[g], rbeta[g]) for g in range(G)]
         new_W, u_w = zip(*W_u)
         new_R, u_r = zip(*R_u)
-        z = [ps.read(new_W[g], q[g]) for g in range(G)]
-        pre = [ps.read(new_R[g], s) + z[g] for g in range(G)]  # the same s feeds all three gates
+        z = [ops.read(new_W[g], q[g]) for g in range(G)]
+        pre = [ops.read(new_R[g], s) + z[g] for g in range(G)]  # the same s feeds all three gates
         i, o = jax.nn.sigmoid(pre[0]), jax.nn.sigmoid(pre[2])
         u = pre[1] if version == 4 else jax.nn.sigmoid(pre[1])
         c = i * u + (1.0 - i) * c_prev
         if version == 1:
-            h = ps.softmax(o * c)
+            h = ops.softmax(o * c)
         elif version == 3:
             h = o * c + z[1]
         else:
@@ -60,8 +61,8 @@ def _cell(version: int) -> ps.Cell:
 
     def unstep(state, x, res, params):
         k, rk = x[G:2 * G], x[4 * G:5 * G]
-        Ws = tuple(state[g] - ps.outer(k[g], res[g]) for g in range(G))
-        Rs = tuple(state[G + g] - ps.outer(rk[g], res[G + g]) for g in range(G))
+        Ws = tuple(state[g] - ops.outer(k[g], res[g]) for g in range(G))
+        Rs = tuple(state[G + g] - ops.outer(rk[g], res[G + g]) for g in range(G))
         return (*Ws, *Rs, *res[2 * G:])
 
     return ps.Cell(f"{OP}_v{version}", step, unstep)
@@ -69,31 +70,39 @@ def _cell(version: int) -> ps.Cell:
 
 def supported(q: Array, k: Array, v: Array, beta: Array, rk: Array, rv: Array, rbeta: Array, *,
               version: int = 4, initial_state: State | None = None,
-              interpret: bool = False) -> str | None:
-    """None if `delta_lstm` can run these inputs, else the reason."""
-    return ps.supported(OP, dims={"key dim": q.shape[-1], "value dim": v.shape[-1]},
-                        dtypes=[dtype_policy(q, k, v, beta, rk, rv, rbeta)[0]], interpret=interpret)
+              interpret: bool = False, backend=ps) -> str | None:
+    """None if `delta_lstm` can run these inputs on `backend`'s kernel, else the reason."""
+    return backend.supported(OP, dims={"key dim": q.shape[-1], "value dim": v.shape[-1]},
+                             dtypes=[dtype_policy(q, k, v, beta, rk, rv, rbeta)[0]], interpret=interpret)
 
 
 @functools.partial(jax.jit, static_argnames=("version", "interpret"))
 def delta_lstm(q: Array, k: Array, v: Array, beta: Array, rk: Array, rv: Array,
-                          rbeta: Array, *, version: int = 4, initial_state: State | None = None,
-                          interpret: bool = False) -> tuple[Array, State]:
+               rbeta: Array, *, version: int = 4, initial_state: State | None = None,
+               interpret: bool = False) -> tuple[Array, State]:
     """Same arguments and results as `reference.recurrent` (`q, k` `[B, T, H, 3, K]`;
     `v, rk, rv` `[B, T, H, 3, V]`; `beta, rbeta` `[B, T, H, 3]`; `State(W [B, H, 3, K, V],
     R [B, H, 3, V, V], h, c [B, H, V])`), plus `interpret` to run the kernels on CPU. Raises
     `NotImplementedError` when `supported` gives a reason."""
+    return run_kernel(ps, q, k, v, beta, rk, rv, rbeta, version=version, initial_state=initial_state,
+                      interpret=interpret)
+
+
+def run_kernel(backend, q: Array, k: Array, v: Array, beta: Array, rk: Array, rv: Array, rbeta: Array, *,
+               version: int, initial_state: State | None, interpret: bool) -> tuple[Array, State]:
+    """`delta_lstm` on the sequential kernel of `backend` (`pallas_sequential`: GPU,
+    `pallas_tpu`: TPU)."""
     check_version(version)
     inputs = dict(q=q, k=k, v=v, beta=beta, rk=rk, rv=rv, rbeta=rbeta)
     n = check_shapes(OP, inputs, LAYOUTS, {"G": G})
-    ps.check_supported(supported(*inputs.values(), interpret=interpret))
+    backend.check_supported(supported(*inputs.values(), interpret=interpret, backend=backend))
     out_dtype, _ = dtype_policy(*inputs.values())
     state = prepare_state(OP, initial_state, init_state(n["B"], n["H"], n["K"], n["V"]))
     # Gate axis split: [B, T, H, 3, F] -> three [B*H, T, F] arrays per input.
     xs = [x for a in inputs.values() for x in ps.split_axis(ps.to_sequences(jnp.asarray(a, out_dtype)), 2)]
     s0 = [*ps.split_axis(ps.state_to_rows(state.W), 1), *ps.split_axis(ps.state_to_rows(state.R), 1),
           ps.state_to_rows(state.h), ps.state_to_rows(state.c)]
-    out, final = ps.run(_cell(version), xs, (), s0, heads=n["H"], interpret=interpret)
+    out, final = backend.run(cell(version, backend), xs, (), s0, heads=n["H"], interpret=interpret)
 
     def rows(s):
         return ps.state_from_rows(s, n["B"], n["H"])

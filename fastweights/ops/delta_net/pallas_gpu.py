@@ -34,6 +34,8 @@ differentiates through `pallas_call`.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -72,13 +74,8 @@ def delta_net(q: Array, k: Array, v: Array, beta: Array, *, chunk_size: int | No
     reason = supported(q, k, v, beta, chunk_size=chunk_size, interpret=interpret)
     if reason is not None:
         raise NotImplementedError(reason)
-    out_dtype, acc = dtype_policy(q, k, v, beta)
-    state = prepare_state(OP, initial_state, init_state(n["B"], n["H"], n["K"], n["V"], acc))
-    dtype = jnp.result_type(q, k, v, beta)
-    config = (pc.chunk_length(chunk_size, n["T"]), n["B"], n["T"], bool(interpret))
-    q, k, v, beta = (x.astype(dtype) for x in (q, k, v, beta))
-    o, W = _delta_rule(config, q, k, v, beta, state.W)
-    return o.astype(out_dtype), State(W)
+    return run_chunked(GPU_KERNELS, pc.chunk_length(chunk_size, n["T"]), q, k, v, beta,
+                       initial_state=initial_state, interpret=interpret)
 
 
 # --- layout and the pure-JAX WY stage -------------------------------------------------------
@@ -93,9 +90,38 @@ def _wy(k: Array, beta: Array, v: Array, chunk: int) -> tuple[Array, Array]:
 
 
 def _prepare(config, q, k, v, beta):
-    chunk = config[0]
+    chunk = config[1]
     qh, kh, vh, bh = (pc.to_heads(x, chunk) for x in (q, k, v, beta))
     return qh, kh, vh, bh
+
+
+# --- per-chunk algebra (shared with the TPU kernels, `pallas_tpu.py`) ------------------------
+
+def forward_chunk(q, k, w, u_c, S, mask):
+    """One chunk: `q, k, w` `[C, K]` (dot dtype), `u_c` `[C, BV]` float32, `S` `[K, BV]`
+    float32 (the state entering the chunk) -> `(O [C, BV], S')`, float32."""
+    cdt = q.dtype
+    Sc = S.astype(cdt)
+    u = (u_c - pc.dot(w.astype(cdt), Sc)).astype(cdt)               # the values written
+    attn = jnp.where(mask, pc.dot(q, k, trans_b=True), 0.0).astype(cdt)
+    return pc.dot(q, Sc) + pc.dot(attn, u), S + pc.dot(k, u, trans_a=True)
+
+
+def backward_chunk(q, k, w, u_c, S, do, dS, mask):
+    """The VJP of `forward_chunk` given `dO` `[C, BV]` and `dS` (the cotangent of `S'`):
+    `(dQ, dK (direct part), dW_c, dU_c, dS entering the chunk)`, float32."""
+    cdt = q.dtype
+    w, do = w.astype(cdt), do.astype(cdt)
+    Sc, dSc = S.astype(cdt), dS.astype(cdt)
+    u = (u_c - pc.dot(w, Sc)).astype(cdt)
+    attn = jnp.where(mask, pc.dot(q, k, trans_b=True), 0.0).astype(cdt)
+    du = pc.dot(attn, do, trans_a=True) + pc.dot(k, dSc)            # [C, BV]
+    d_attn = jnp.where(mask, pc.dot(do, u, trans_b=True), 0.0).astype(cdt)
+    dq = pc.dot(do, Sc, trans_b=True) + pc.dot(d_attn, k)
+    dk = pc.dot(u, dSc, trans_b=True) + pc.dot(d_attn, q, trans_a=True)
+    duc = du.astype(cdt)
+    dw = -pc.dot(duc, Sc, trans_b=True)
+    return dq, dk, dw, du, dS + pc.dot(q, do, trans_a=True) - pc.dot(w, duc, trans_a=True)
 
 
 # --- kernels ------------------------------------------------------------------------------
@@ -103,20 +129,14 @@ def _prepare(config, q, k, v, beta):
 def _forward_kernel(q_ref, k_ref, w_ref, u_ref, s0_ref, o_ref, h_ref, s_ref, *, chunk: int):
     K = q_ref.shape[-1]
     n_chunks = q_ref.shape[0] // chunk
-    cdt = q_ref.dtype  # dot operand dtype
     mask = pc.causal_mask(chunk)
 
     def body(i, S):  # S [K, BV] float32: the state entering chunk i
         rows = pl.ds(i * chunk, chunk)
-        q, k = q_ref[rows, :], k_ref[rows, :]
-        w, u_c = w_ref[rows, :].astype(cdt), u_ref[rows, :]
         h_ref[pl.ds(i * K, K), :] = S
-        Sc = S.astype(cdt)
-        u = u_c - pc.dot(w, Sc)                                     # [C, BV]
-        attn = jnp.where(mask, pc.dot(q, k, trans_b=True), 0.0).astype(cdt)
-        uc = u.astype(cdt)
-        o_ref[rows, :] = (pc.dot(q, Sc) + pc.dot(attn, uc)).astype(o_ref.dtype)
-        return S + pc.dot(k, uc, trans_a=True)
+        o, S = forward_chunk(q_ref[rows, :], k_ref[rows, :], w_ref[rows, :], u_ref[rows, :], S, mask)
+        o_ref[rows, :] = o.astype(o_ref.dtype)
+        return S
 
     s_ref[...] = jax.lax.fori_loop(0, n_chunks, body, s0_ref[...].astype(jnp.float32))
 
@@ -125,27 +145,15 @@ def _backward_kernel(q_ref, k_ref, w_ref, u_ref, h_ref, do_ref, ds_ref,
                      dq_ref, dk_ref, dw_ref, du_ref, ds0_ref, *, chunk: int):
     K = q_ref.shape[-1]
     n_chunks = q_ref.shape[0] // chunk
-    cdt = q_ref.dtype
     mask = pc.causal_mask(chunk)
 
     def body(j, dS):  # dS [K, BV] float32: cotangent of the state leaving chunk i
         i = n_chunks - 1 - j
         rows = pl.ds(i * chunk, chunk)
-        q, k = q_ref[rows, :], k_ref[rows, :]
-        w, u_c = w_ref[rows, :].astype(cdt), u_ref[rows, :]
-        do = do_ref[rows, :].astype(cdt)
-        S = h_ref[pl.ds(i * K, K), :]
-        Sc, dSc = S.astype(cdt), dS.astype(cdt)
-        u = (u_c - pc.dot(w, Sc)).astype(cdt)
-        attn = jnp.where(mask, pc.dot(q, k, trans_b=True), 0.0).astype(cdt)
-        du = pc.dot(attn, do, trans_a=True) + pc.dot(k, dSc)        # [C, V]
-        d_attn = jnp.where(mask, pc.dot(do, u, trans_b=True), 0.0).astype(cdt)
-        dq_ref[rows, :] = pc.dot(do, Sc, trans_b=True) + pc.dot(d_attn, k)
-        dk_ref[rows, :] = pc.dot(u, dSc, trans_b=True) + pc.dot(d_attn, q, trans_a=True)
-        duc = du.astype(cdt)
-        dw_ref[rows, :] = -pc.dot(duc, Sc, trans_b=True)
-        du_ref[rows, :] = du
-        return dS + pc.dot(q, do, trans_a=True) - pc.dot(w, duc, trans_a=True)
+        dq_ref[rows, :], dk_ref[rows, :], dw_ref[rows, :], du_ref[rows, :], dS = backward_chunk(
+            q_ref[rows, :], k_ref[rows, :], w_ref[rows, :], u_ref[rows, :], h_ref[pl.ds(i * K, K), :],
+            do_ref[rows, :], dS, mask)
+        return dS
 
     ds0_ref[...] = jax.lax.fori_loop(0, n_chunks, body, ds_ref[...].astype(jnp.float32))
 
@@ -193,14 +201,39 @@ def _backward_call(qh, kh, w, u_c, h, do, dW, chunk: int, interpret: bool):
     return dq.sum(0), dk.sum(0), dw.sum(0), du, dS0
 
 
-# --- custom VJP ---------------------------------------------------------------------------
+# --- custom VJP (generic over the backend's kernel calls) -----------------------------------
+
+class Kernels(NamedTuple):
+    """A backend's two kernel calls. `forward(qh, kh, w, u_c, W0, chunk, interpret) ->
+    (O [BH, Tp, V], per-chunk states (any layout), final W [BH, K, V])`;
+    `backward(qh, kh, w, u_c, states, dO, dW, chunk, interpret) -> (dQ, dK, dW_c, dU_c, dW0)`."""
+    forward: Callable
+    backward: Callable
+
+
+GPU_KERNELS = Kernels(_forward_call, _backward_call)
+
+
+def run_chunked(kernels: Kernels, chunk: int, q: Array, k: Array, v: Array, beta: Array, *,
+                initial_state: State | None, interpret: bool) -> tuple[Array, State]:
+    """The chunked delta rule on `kernels` with chunks of `chunk` steps (checked by the
+    caller): the dtype policy, the state and the custom VJP, for the GPU and TPU kernels."""
+    n = check_shapes(OP, dict(q=q, k=k, v=v, beta=beta), dict(q="BTHK", k="BTHK", v="BTHV", beta="BTH"))
+    out_dtype, acc = dtype_policy(q, k, v, beta)
+    state = prepare_state(OP, initial_state, init_state(n["B"], n["H"], n["K"], n["V"], acc))
+    dtype = jnp.result_type(q, k, v, beta)
+    config = (kernels, chunk, n["B"], n["T"], bool(interpret))
+    q, k, v, beta = (x.astype(dtype) for x in (q, k, v, beta))
+    o, W = _delta_rule(config, q, k, v, beta, state.W)
+    return o.astype(out_dtype), State(W)
+
 
 def _run_forward(config, q, k, v, beta, W0):
-    chunk, B, T, interpret = config
+    kernels, chunk, B, T, interpret = config
     H, K, V = q.shape[2], q.shape[3], v.shape[3]
     qh, kh, vh, bh = _prepare(config, q, k, v, beta)
     w, u_c = _wy(kh, bh, vh, chunk)
-    o, h, W = _forward_call(qh, kh, w, u_c, W0.reshape(B * H, K, V), chunk, interpret)
+    o, h, W = kernels.forward(qh, kh, w, u_c, W0.reshape(B * H, K, V), chunk, interpret)
     return pc.from_heads(o, B, T), W.reshape(B, H, K, V), (qh, kh, vh, bh, h)
 
 
@@ -216,14 +249,14 @@ def _delta_rule_fwd(config, q, k, v, beta, W0):
 
 
 def _delta_rule_bwd(config, residuals, cotangents):
-    chunk, B, T, interpret = config
+    kernels, chunk, B, T, interpret = config
     qh, kh, vh, bh, h, W0 = residuals
     do, dW = cotangents
     H, K, V = W0.shape[1:]
     (w, u_c), wy_vjp = jax.vjp(lambda k_, b_, v_: _wy(k_, b_, v_, chunk), kh, bh, vh)
     do_h = pc.to_heads(do.astype(qh.dtype), chunk)
-    dq, dk, dw, du_c, dW0 = _backward_call(qh, kh, w, u_c, h, do_h, dW.reshape(B * H, K, V).astype(jnp.float32),
-                                           chunk, interpret)
+    dq, dk, dw, du_c, dW0 = kernels.backward(qh, kh, w, u_c, h, do_h,
+                                             dW.reshape(B * H, K, V).astype(jnp.float32), chunk, interpret)
     dk_wy, dbeta, dv = wy_vjp((dw, du_c))
     grads = (dq, dk + dk_wy, dv, dbeta)
     dq, dk, dv, dbeta = (pc.from_heads(g, B, T).astype(qh.dtype) for g in grads)

@@ -31,38 +31,47 @@ OP = "delta_net"
 LAYOUTS = dict(q="BTHK", k="BTHK", v="BTHV", beta="BTH")
 
 
-def _step(state, x, params):
-    (W,), (q, k, v, beta) = state, x
-    W, u = ps.delta_write(W, k, v, beta)
-    return (W,), ps.read(W, q), (u,)
+def cell(ops=ps) -> ps.Cell:
+    """The Delta Net step on a backend's per-head algebra (`pallas_sequential` or `pallas_tpu`)."""
+    def step(state, x, params):
+        (W,), (q, k, v, beta) = state, x
+        W, u = ops.delta_write(W, k, v, beta)
+        return (W,), ops.read(W, q), (u,)
 
+    def unstep(state, x, res, params):
+        (W,), (_, k, _, _), (u,) = state, x, res
+        return (W - ops.outer(k, u),)
 
-def _unstep(state, x, res, params):
-    (W,), (_, k, _, _), (u,) = state, x, res
-    return (W - ps.outer(k, u),)
-
-
-CELL = ps.Cell(OP, _step, _unstep)
+    return ps.Cell(OP, step, unstep)
 
 
 def supported(q: Array, k: Array, v: Array, beta: Array, *, initial_state: State | None = None,
-              interpret: bool = False) -> str | None:
-    """None if `delta_net` can run these inputs, else the reason."""
-    return ps.supported(OP, dims={"key dim": q.shape[-1], "value dim": v.shape[-1]},
-                        dtypes=[dtype_policy(q, k, v, beta)[0]], interpret=interpret)
+              interpret: bool = False, backend=ps) -> str | None:
+    """None if `delta_net` can run these inputs on `backend`'s kernel, else the reason."""
+    form = "pallas_gpu_recurrent" if backend is ps else "pallas_tpu_recurrent"
+    return backend.supported(OP, dims={"key dim": q.shape[-1], "value dim": v.shape[-1]},
+                             dtypes=[dtype_policy(q, k, v, beta)[0]], interpret=interpret, form=form)
 
 
 @functools.partial(jax.jit, static_argnames=("interpret",))
 def delta_net(q: Array, k: Array, v: Array, beta: Array, *,
-                         initial_state: State | None = None,
-                         interpret: bool = False) -> tuple[Array, State]:
+              initial_state: State | None = None,
+              interpret: bool = False) -> tuple[Array, State]:
     """Same arguments and results as `reference.recurrent` (`q, k` `[B, T, H, K]`, `v`
     `[B, T, H, V]`, `beta` `[B, T, H]`; `State(W [B, H, K, V])`), plus `interpret` to run the
     kernels on CPU. Raises `NotImplementedError` when `supported` gives a reason."""
+    return run_kernel(ps, q, k, v, beta, initial_state=initial_state, interpret=interpret)
+
+
+def run_kernel(backend, q: Array, k: Array, v: Array, beta: Array, *, initial_state: State | None,
+               interpret: bool) -> tuple[Array, State]:
+    """`delta_net` on the sequential kernel of `backend` (`pallas_sequential`: GPU,
+    `pallas_tpu`: TPU)."""
     n = check_shapes(OP, dict(q=q, k=k, v=v, beta=beta), LAYOUTS)
-    ps.check_supported(supported(q, k, v, beta, interpret=interpret))
+    backend.check_supported(supported(q, k, v, beta, interpret=interpret, backend=backend))
     out_dtype, _ = dtype_policy(q, k, v, beta)
     state = prepare_state(OP, initial_state, init_state(n["B"], n["H"], n["K"], n["V"]))
     xs = [ps.to_sequences(jnp.asarray(a, out_dtype)) for a in (q, k, v, beta)]
-    out, (W,) = ps.run(CELL, xs, (), [ps.state_to_rows(state.W)], heads=n["H"], interpret=interpret)
+    out, (W,) = backend.run(cell(backend), xs, (), [ps.state_to_rows(state.W)], heads=n["H"],
+                            interpret=interpret)
     return ps.from_sequences(out, n["B"], n["H"]), State(ps.state_from_rows(W, n["B"], n["H"]))

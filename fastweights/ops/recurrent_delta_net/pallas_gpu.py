@@ -36,55 +36,62 @@ OP = "recurrent_delta_net"
 LAYOUTS = dict(q="BTHK", k="BTHK", v="BTHK", beta="BTH")
 
 
-def _step(state, x, params):
-    (W, y_prev), (q, k, v, beta), (R_q, R_k, R_v, r_b) = state, x, params
-    s = jnp.tanh(y_prev)
-    q = ps.softmax(q + ps.read(R_q, s))
-    k = ps.softmax(k + ps.read(R_k, s))
-    v = v + ps.read(R_v, s)
-    beta = jax.nn.sigmoid(beta + jnp.sum(r_b * s))
-    W, u = ps.delta_write(W, k, v, beta)
-    y = ps.read(W, q)
-    return (W, y), y, (k, u, y_prev)
+def cell(ops=ps) -> ps.Cell:
+    """The RDN step on a backend's per-head algebra (`pallas_sequential` or `pallas_tpu`)."""
+    def step(state, x, params):
+        (W, y_prev), (q, k, v, beta), (R_q, R_k, R_v, r_b) = state, x, params
+        s = jnp.tanh(y_prev)
+        q = ops.softmax(q + ops.read(R_q, s))
+        k = ops.softmax(k + ops.read(R_k, s))
+        v = v + ops.read(R_v, s)
+        beta = jax.nn.sigmoid(beta + ops.vdot(r_b, s))
+        W, u = ops.delta_write(W, k, v, beta)
+        y = ops.read(W, q)
+        return (W, y), y, (k, u, y_prev)
 
+    def unstep(state, x, res, params):
+        (W, _), (k, u, y_prev) = state, res
+        return (W - ops.outer(k, u), y_prev)
 
-def _unstep(state, x, res, params):
-    (W, _), (k, u, y_prev) = state, res
-    return (W - ps.outer(k, u), y_prev)
-
-
-CELL = ps.Cell(OP, _step, _unstep)
+    return ps.Cell(OP, step, unstep)
 
 
 def supported(q: Array, k: Array, v: Array, beta: Array, *, params: Params | Mapping[str, Array],
-              initial_state: State | None = None, interpret: bool = False) -> str | None:
-    """None if `recurrent_delta_net` can run these inputs, else the reason."""
+              initial_state: State | None = None, interpret: bool = False, backend=ps) -> str | None:
+    """None if `recurrent_delta_net` can run these inputs on `backend`'s kernel, else the reason."""
     params = as_params(params)
-    return ps.supported(OP, dims={"head dim": q.shape[-1]},
-                        dtypes=[dtype_policy(q, k, v, beta)[0], *(p.dtype for p in params)],
-                        interpret=interpret)
+    return backend.supported(OP, dims={"head dim": q.shape[-1]},
+                             dtypes=[dtype_policy(q, k, v, beta)[0], *(p.dtype for p in params)],
+                             interpret=interpret)
 
 
 @functools.partial(jax.jit, static_argnames=("interpret",))
 def recurrent_delta_net(q: Array, k: Array, v: Array, beta: Array, *,
-                                   params: Params | Mapping[str, Array],
-                                   initial_state: State | None = None,
-                                   interpret: bool = False) -> tuple[Array, State]:
+                        params: Params | Mapping[str, Array],
+                        initial_state: State | None = None,
+                        interpret: bool = False) -> tuple[Array, State]:
     """Same arguments and results as `reference.recurrent` (raw `q, k, v` `[B, T, H, D]`,
     `beta` `[B, T, H]`, `params` `R_q, R_k, R_v` `[H, D, D]`, `r_b` `[H, D]`;
     `State(W [B, H, D, D], y [B, H, D])`), plus `interpret` to run the kernels on CPU.
     Gradients reach the inputs, `params` and the initial state. Raises `NotImplementedError`
     when `supported` gives a reason."""
+    return run_kernel(ps, q, k, v, beta, params=params, initial_state=initial_state, interpret=interpret)
+
+
+def run_kernel(backend, q: Array, k: Array, v: Array, beta: Array, *, params: Params | Mapping[str, Array],
+               initial_state: State | None, interpret: bool) -> tuple[Array, State]:
+    """`recurrent_delta_net` on the sequential kernel of `backend` (`pallas_sequential`: GPU,
+    `pallas_tpu`: TPU)."""
     params = as_params(params)
     inputs = dict(q=q, k=k, v=v, beta=beta)
     n = check_shapes(OP, inputs, LAYOUTS)
     check_shapes(OP, params._asdict(), dict(R_q="HKK", R_k="HKK", R_v="HKK", r_b="HK"),
                  {"H": n["H"], "K": n["K"]})
-    ps.check_supported(supported(*inputs.values(), params=params, interpret=interpret))
+    backend.check_supported(supported(*inputs.values(), params=params, interpret=interpret, backend=backend))
     out_dtype, _ = dtype_policy(*inputs.values())
     state = prepare_state(OP, initial_state, init_state(n["B"], n["H"], n["K"], n["K"]))
     xs = [ps.to_sequences(jnp.asarray(a, out_dtype)) for a in inputs.values()]
-    out, final = ps.run(CELL, xs, tuple(params), [ps.state_to_rows(s) for s in state],
-                        heads=n["H"], interpret=interpret)
+    out, final = backend.run(cell(backend), xs, tuple(params), [ps.state_to_rows(s) for s in state],
+                             heads=n["H"], interpret=interpret)
     return (ps.from_sequences(out, n["B"], n["H"]),
             State(*(ps.state_from_rows(s, n["B"], n["H"]) for s in final)))
