@@ -44,7 +44,8 @@ def test_initial_state_is_checked(dn_inputs):
 
 def test_implementations_fail_fast(dn_inputs):
     rnn_args, _ = make_inputs(("delta_rnn", {}), 0, time=3)
-    with pytest.raises(NotImplementedError, match="'chunked' does not exist .* available: 'pallas_gpu', 'recurrent'"):
+    with pytest.raises(NotImplementedError,
+                       match="'chunked' does not exist .* available: 'pallas_gpu', 'pallas_tpu', 'recurrent'"):
         fw.delta_rnn(*rnn_args, implementation="chunked")
     with pytest.raises(ValueError, match="chunk_size must be a positive int"):
         fw.delta_net(*dn_inputs, implementation="chunked", chunk_size=0)

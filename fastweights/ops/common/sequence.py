@@ -16,7 +16,8 @@ import jax.numpy as jnp
 Array = jax.Array
 
 # Every implementation name the library knows; each variant offers a subset.
-KNOWN_IMPLEMENTATIONS = ("recurrent", "chunked", "pallas_gpu", "pallas_gpu_recurrent", "pallas_tpu")
+KNOWN_IMPLEMENTATIONS = ("recurrent", "chunked", "pallas_gpu", "pallas_gpu_recurrent", "pallas_tpu",
+                         "pallas_tpu_recurrent")
 
 _DIM_NAMES = {"B": "batch", "T": "time", "H": "heads", "K": "key dim", "V": "value dim", "G": "gates",
               "F": "fast hidden dim", "L": "depth", "M": "2 * depth"}
@@ -145,15 +146,25 @@ def run_recurrent(op: str, step: Callable[..., tuple[Any, Array]], inputs: Mappi
 #   kernel first where one was measured faster (bf16, B4 T4096 H16 d64: 2.1x the pure-JAX
 #   chunked form for the delta rule, 5x for the sum rule); float32 stays on the pure-JAX
 #   chunked form, since exact float32 dots in the kernel are slower.
+# - TPU: for 16-bit inputs the Pallas TPU kernel first (the chunked one where the algebra
+#   allows, else the fused sequential one). Not measured: no TPU was available. Chosen from
+#   the GPU measurements above and the TPU anchors (PERF_ANCHORS: a scan whose state stays in
+#   VMEM was ~3x the XLA scan in recurrentgemma and +31 % end to end in maxtext's GDN);
+#   float32 stays off the kernels, whose float32 dots run at full (multi-pass) precision.
 CHUNKED_FROM_TIME = 8
 CHUNKED_FROM_KEY_DIM = 64
 
 
-def auto_order(time: int, key_dim: int, dtype: Any, *, gpu_kernel_measured: bool) -> tuple[str, ...]:
-    """Forms in order of measured speed for this platform, shape and input dtype."""
+def auto_order(time: int, key_dim: int, dtype: Any, *, gpu_kernel_measured: bool,
+               tpu_kernel: bool = False) -> tuple[str, ...]:
+    """Forms in order of expected speed for this platform, shape and input dtype
+    (`tpu_kernel`: the variant has a `pallas_tpu` form)."""
     backend, order = jax.default_backend(), []
-    if gpu_kernel_measured and backend == "gpu" and jnp.dtype(dtype).itemsize <= 2:
+    half = jnp.dtype(dtype).itemsize <= 2
+    if gpu_kernel_measured and backend == "gpu" and half:
         order.append("pallas_gpu")
+    if tpu_kernel and backend == "tpu" and half:
+        order.append("pallas_tpu")
     if time >= CHUNKED_FROM_TIME and (backend != "cpu" or key_dim >= CHUNKED_FROM_KEY_DIM):
         order.append("chunked")
     return (*order, "recurrent")

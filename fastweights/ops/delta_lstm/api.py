@@ -7,11 +7,12 @@ import functools
 import jax
 
 from fastweights.ops.common.sequence import auto_order, select_implementation
-from fastweights.ops.delta_lstm import pallas_gpu, reference
+from fastweights.ops.delta_lstm import pallas_gpu, pallas_tpu, reference
 
 Array = jax.Array
 
-IMPLEMENTATIONS = {"pallas_gpu": pallas_gpu.delta_lstm, "recurrent": reference.recurrent}
+IMPLEMENTATIONS = {"pallas_gpu": pallas_gpu.delta_lstm, "pallas_tpu": pallas_tpu.delta_lstm,
+                   "recurrent": reference.recurrent}
 
 
 @functools.partial(jax.jit, static_argnames=("version", "implementation"))
@@ -38,6 +39,8 @@ def delta_lstm(q: Array, k: Array, v: Array, beta: Array, rk: Array, rv: Array, 
     Returns:
       `(h [B, T, H, V] in the input dtype, final State in float32)`.
     """
-    name = select_implementation("delta_lstm", implementation, IMPLEMENTATIONS,
-                                 order=auto_order(q.shape[1], q.shape[-1], q.dtype, gpu_kernel_measured=False))
+    name = select_implementation(
+        "delta_lstm", implementation, IMPLEMENTATIONS,
+        order=auto_order(q.shape[1], q.shape[-1], q.dtype, gpu_kernel_measured=False, tpu_kernel=True),
+        supported={"pallas_tpu": lambda: pallas_tpu.supported(q, k, v, beta, rk, rv, rbeta)})
     return IMPLEMENTATIONS[name](q, k, v, beta, rk, rv, rbeta, version=version, initial_state=initial_state)

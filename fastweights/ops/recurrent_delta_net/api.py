@@ -9,11 +9,12 @@ from collections.abc import Mapping
 import jax
 
 from fastweights.ops.common.sequence import auto_order, select_implementation
-from fastweights.ops.recurrent_delta_net import pallas_gpu, reference
+from fastweights.ops.recurrent_delta_net import pallas_gpu, pallas_tpu, reference
 
 Array = jax.Array
 
-IMPLEMENTATIONS = {"pallas_gpu": pallas_gpu.recurrent_delta_net, "recurrent": reference.recurrent}
+IMPLEMENTATIONS = {"pallas_gpu": pallas_gpu.recurrent_delta_net, "pallas_tpu": pallas_tpu.recurrent_delta_net,
+                   "recurrent": reference.recurrent}
 
 
 @functools.partial(jax.jit, static_argnames=("implementation",))
@@ -37,6 +38,8 @@ def recurrent_delta_net(q: Array, k: Array, v: Array, beta: Array, *,
     Returns:
       `(y [B, T, H, D] in the input dtype, final State in float32)`.
     """
-    name = select_implementation("recurrent_delta_net", implementation, IMPLEMENTATIONS,
-                                 order=auto_order(q.shape[1], q.shape[-1], q.dtype, gpu_kernel_measured=False))
+    name = select_implementation(
+        "recurrent_delta_net", implementation, IMPLEMENTATIONS,
+        order=auto_order(q.shape[1], q.shape[-1], q.dtype, gpu_kernel_measured=False, tpu_kernel=True),
+        supported={"pallas_tpu": lambda: pallas_tpu.supported(q, k, v, beta, params=params)})
     return IMPLEMENTATIONS[name](q, k, v, beta, params=params, initial_state=initial_state)
