@@ -2,7 +2,7 @@
 
     >>> import fastweights as fw
     >>> fw.get("delta_rnn").forms
-    ('pallas_gpu', 'recurrent')
+    ('pallas_gpu', 'pallas_tpu', 'recurrent')
     >>> variant, options = fw.resolve("attn_type=134")   # official LM id
     >>> variant.name, options
     ('delta_rnn', {'version': 2})
