@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import jax
+
 import fastweights as fw
 
 README = (Path(__file__).parents[1] / "README.md").read_text()
@@ -43,9 +45,11 @@ def test_readme_variant_table_matches_the_registry():
 
 def test_readme_example_runs():
     blocks = re.findall(r"```python\n(.*?)```", README, re.S)
-    assert blocks
-    for block in blocks:
-        namespace = {}
-        exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
-    assert namespace["out"].shape == (2, 16, 4, 8)
-    assert namespace["variant"].name == "delta_rnn"
+    assert len(blocks) == 2
+    cores, layers = {}, {}
+    exec(compile(blocks[0], "README.md", "exec"), cores)  # noqa: S102
+    assert cores["out"].shape == (2, 16, 4, 8)
+    assert cores["variant"].name == "delta_rnn"
+    exec(compile(blocks[1], "README.md", "exec"), layers)  # noqa: S102
+    assert layers["hidden"].shape == (2, 16, 128) and layers["sample"].shape == (2, 8)
+    assert jax.numpy.isfinite(layers["loss"])
