@@ -9,7 +9,7 @@ PYTHON_FOR_VENV := $(shell \
   else echo python3; fi)
 PYTEST_ARGS ?= -n 2
 
-.PHONY: run test bench venv clean
+.PHONY: run demo test bench venv clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON_FOR_VENV) -m venv $(VENV)
@@ -19,7 +19,15 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 venv: $(VENV)/.installed
 
+# The main job: train the associative-recall tiny preset (progress bar, metrics, checkpoints
+# and learning_curves.png in runs/make_run; this directory is replaced on every `make run`).
+RUN_DIR ?= runs/make_run
 run: $(VENV)/.installed
+	rm -rf $(RUN_DIR)
+	$(PY) -m fastweights.train --task associative_recall --preset tiny --run-dir $(RUN_DIR)
+
+# Every variant's core: one pass against token-by-token streaming, timed.
+demo: $(VENV)/.installed
 	$(PY) -m experiments.demo_cores
 
 test: $(VENV)/.installed

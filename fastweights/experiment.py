@@ -1,0 +1,136 @@
+"""Experiments: a task, its data, a model, an optimizer and a training loop, as one frozen
+config; named presets per task; `--set section.field=value` overrides with clear errors.
+
+    >>> from fastweights import experiment
+    >>> exp = experiment.get("associative_recall", "tiny", ["model.num_layers=2"])
+    >>> exp.model.num_layers
+    2
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import types
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+from fastweights.training import OptimizerConfig, TrainConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """Everything one run needs. `data` is the task's `DataConfig`; `model` a
+    `fastweights.nn` model config (the task fills in its vocabulary sizes)."""
+    task: str
+    data: Any
+    model: Any
+    optimizer: OptimizerConfig = OptimizerConfig()
+    train: TrainConfig = TrainConfig()
+
+
+def presets(task: str) -> dict[str, Experiment]:
+    """The named experiments of a task."""
+    from fastweights.tasks import get_task
+    return dict(get_task(task).experiments())
+
+
+def get(task: str, preset: str, overrides: Sequence[str] = ()) -> Experiment:
+    """The preset with `overrides` ("section.field=value") applied; `ValueError` names the
+    valid tasks, presets, fields or values when one is wrong."""
+    available = presets(task)
+    if preset not in available:
+        raise ValueError(f"unknown preset {preset!r} for task {task!r}; valid: {', '.join(available)}")
+    return override(available[preset], overrides)
+
+
+def validate(exp: Experiment) -> None:
+    """Raises `ValueError` for invalid values anywhere in the experiment: the optimizer and
+    loop settings, and the model (built abstractly, so an unknown variant or option fails
+    here, before any compilation)."""
+    from fastweights.nn import presets as model_presets
+    from fastweights.tasks import get_task
+    from fastweights.training import validate as validate_training
+    validate_training(exp.optimizer, exp.train)
+    model_presets.count_params(get_task(exp.task).model_config(exp.data, exp.model))
+
+
+def override(config: Any, overrides: Sequence[str]) -> Any:
+    """Applies "a.b.c=value" assignments to a nested frozen dataclass."""
+    for assignment in overrides:
+        path, sep, text = assignment.partition("=")
+        if not sep or not path.strip():
+            raise ValueError(f"override {assignment!r} must look like section.field=value")
+        config = _replace(config, path.strip().split("."), text.strip(), path.strip())
+    return config
+
+
+def _replace(config: Any, path: list[str], text: str, full: str) -> Any:
+    if not dataclasses.is_dataclass(config):
+        raise ValueError(f"{full}: {type(config).__name__} has no fields")
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    name = path[0]
+    if name not in fields:
+        raise ValueError(f"{full}: {type(config).__name__} has no field {name!r}; "
+                         f"valid: {', '.join(fields)}")
+    current = getattr(config, name)
+    if len(path) > 1:
+        value = _replace(current, path[1:], text, full)
+    else:
+        hints = typing.get_type_hints(type(config))
+        value = _parse(text, hints.get(name, type(current)), current, full)
+    return dataclasses.replace(config, **{name: value})
+
+
+def _parse(text: str, annotation: Any, current: Any, full: str) -> Any:
+    """`text` as a value of the field's declared type (int, float, bool, str, None, tuple)."""
+    if dataclasses.is_dataclass(current):
+        raise ValueError(f"{full} is a section; set one of its fields ({full}.<field>=...)")
+    options = _options(annotation)
+    if text.lower() in ("none", "null") and type(None) in options:
+        return None
+    errors = []
+    for option in options:
+        if option is type(None):
+            continue
+        try:
+            return _as(text, option)
+        except (ValueError, SyntaxError) as error:
+            errors.append(str(error))
+    names = " or ".join(getattr(o, "__name__", str(o)) for o in options)
+    raise ValueError(f"{full}={text!r}: expected {names}")
+
+
+def _options(annotation: Any) -> list[Any]:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return list(typing.get_args(annotation))
+    return [annotation]
+
+
+def _as(text: str, kind: Any) -> Any:
+    origin = typing.get_origin(kind) or kind
+    if kind is Any:
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
+    if origin is bool:
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise ValueError(f"not a bool: {text}")
+    if origin is int:
+        return int(text)
+    if origin is float:
+        return float(text)
+    if origin is str:
+        return text
+    if origin is tuple:
+        value = ast.literal_eval(text if text.startswith("(") else f"({text},)")
+        args = [a for a in typing.get_args(kind) if a is not Ellipsis]
+        return tuple(_as(str(v), args[0] if len(args) == 1 or not args else args[i]) if args else v
+                     for i, v in enumerate(value))
+    raise ValueError(f"cannot parse a {kind}")
