@@ -33,9 +33,13 @@ How the kernels use Mosaic TPU, and why:
     dynamic one-row slice of a packed bfloat16 tile is not a clean Mosaic load; the
     chunked kernels read the inputs in their own dtype (bf16 dots on the MXU).
 
-The kernels are checked in the Pallas interpreter on CPU (`interpret=True`), and their
-Mosaic lowering (the TPU custom call) is produced on CPU by `jax.export` with
-`platforms=("tpu",)`; they have not been compiled or timed on a real TPU.
+The kernels are checked in the Pallas interpreter on CPU (`interpret=True`, the same hook
+as the GPU kernels; it runs the TPU scratch buffers and grid semantics on jax 0.10.2
+through 0.12, as does the TPU-specific `pltpu.InterpretParams()`, which was no faster
+here), and their Mosaic lowering (the TPU custom call) is produced on CPU by `jax.export`
+with `platforms=("tpu",)`; that checks the block shapes and that every op has a Mosaic
+lowering rule, but the Mosaic compiler itself only runs on a TPU: the kernels have not been
+compiled or timed on a real TPU.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ TIME_BLOCK = 128     # steps per grid cell of the sequential kernels
 
 
 # ---------------------------------------------------------------------------------------
-# Checks, interpret mode and grid plumbing shared by every TPU kernel.
+# Checks and grid plumbing shared by every TPU kernel.
 
 def supported(op: str, *, dims: dict[str, int], dtypes: Sequence[Any], interpret: bool,
               form: str = "pallas_tpu") -> str | None:

@@ -18,8 +18,6 @@ Memory: O(T d) plus one float32 `[K, V]` state per chunk, never per-step states.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 
