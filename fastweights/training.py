@@ -308,25 +308,28 @@ def make_eval_step(graphdef, rest, loss_fn: LossFn, *, shardings: TrainState,
 # ----------------------------------------------------------------------------- distributed
 
 DISTRIBUTED_ENV = ("FASTWEIGHTS_COORDINATOR", "FASTWEIGHTS_NUM_PROCESSES", "FASTWEIGHTS_PROCESS_ID")
+JAX_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 
 
 def initialize_distributed(coordinator: str | None = None, num_processes: int | None = None,
                            process_id: int | None = None) -> bool:
-    """`jax.distributed.initialize` from arguments, else the `FASTWEIGHTS_*` variables
-    (`DISTRIBUTED_ENV`); with neither, a single process (returns False). On CPU the
-    cross-process collectives use gloo."""
-    env = os.environ
-    coordinator = coordinator or env.get(DISTRIBUTED_ENV[0])
-    if num_processes is None and env.get(DISTRIBUTED_ENV[1]):
-        num_processes = int(env[DISTRIBUTED_ENV[1]])
-    if process_id is None and env.get(DISTRIBUTED_ENV[2]):
-        process_id = int(env[DISTRIBUTED_ENV[2]])
+    """`jax.distributed.initialize` from arguments, else the environment (`DISTRIBUTED_ENV`,
+    or JAX's own `JAX_ENV` names); with neither, a single process (returns False). On CPU
+    the cross-process collectives use gloo."""
+    def env(i: int) -> str | None:
+        return os.environ.get(DISTRIBUTED_ENV[i]) or os.environ.get(JAX_ENV[i])
+
+    coordinator = coordinator or env(0)
+    if num_processes is None and env(1):
+        num_processes = int(env(1))
+    if process_id is None and env(2):
+        process_id = int(env(2))
     given = [coordinator is not None, num_processes is not None, process_id is not None]
     if not any(given):
         return False
     if not all(given):
         raise ValueError("multi-process runs need all of coordinator address, number of processes "
-                         f"and process id (flags or {', '.join(DISTRIBUTED_ENV)})")
+                         f"and process id (flags, or {', '.join(DISTRIBUTED_ENV)}, or {', '.join(JAX_ENV)})")
     if not 0 <= process_id < num_processes:
         raise ValueError(f"process id {process_id} is not in [0, {num_processes})")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -468,6 +471,7 @@ def train(experiment, run_dir: str | Path, *, resume: bool = True) -> dict[str, 
         writer.close()
         store.close()
     if cfg.plot and process == 0:
+        keys = ("loss",) if cfg.best_metric == "loss" else ("loss", cfg.best_metric)
         run_metrics.plot_learning_curves(run_dir / "metrics.jsonl", run_dir / "learning_curves.png",
-                                         title=f"{experiment.task}: {run_dir.name}")
+                                         keys=keys, title=f"{experiment.task}: {run_dir.name}")
     return {"last": last, "best": best, "best_step": best_step, "run_dir": str(run_dir), "state": state}

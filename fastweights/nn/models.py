@@ -36,11 +36,18 @@ def _block_args(config, layer, **extra) -> dict:
                 dropout=config.dropout, init=config.init, **extra)
 
 
-def _check_state(state: ModelState, layers: int) -> None:
+def _start(model, tokens: Array, state: ModelState | None, vocab_size: int) -> ModelState:
+    """Checks a call's tokens and state; a fresh state when `state` is None."""
+    if tokens.ndim != 2:
+        raise ValueError(f"tokens must be [batch, time], got shape {tokens.shape}")
+    check_tokens(tokens, vocab_size)
+    if state is None:
+        return model.init_state(tokens.shape[0])
     if not isinstance(state, ModelState):
         raise TypeError(f"state must be the ModelState returned by init_state or a call, got {type(state).__name__}")
-    if len(state.layers) != layers:
-        raise ValueError(f"state has {len(state.layers)} layer entries, the model has {layers}")
+    if len(state.layers) != model.config.num_layers:
+        raise ValueError(f"state has {len(state.layers)} layer entries, the model has {model.config.num_layers}")
+    return state
 
 
 class LanguageModel(nnx.Module):
@@ -76,11 +83,7 @@ class LanguageModel(nnx.Module):
 
     def __call__(self, tokens: Array, state: ModelState | None = None) -> tuple[Array, ModelState]:
         """`tokens [B, T]` int -> `(hidden [B, T, D], state)`."""
-        if tokens.ndim != 2:
-            raise ValueError(f"tokens must be [batch, time], got shape {tokens.shape}")
-        check_tokens(tokens, self.config.vocab_size)
-        state = self.init_state(tokens.shape[0]) if state is None else state
-        _check_state(state, self.config.num_layers)
+        state = _start(self, tokens, state, self.config.vocab_size)
         x, layers = self.layers(self.dropout(self.embed_inputs(tokens, state.position)), state.layers)
         return self.dropout(x), ModelState(state.position + tokens.shape[1], layers)
 
@@ -183,11 +186,7 @@ class SequenceModel(nnx.Module):
 
     def __call__(self, tokens: Array, state: ModelState | None = None) -> tuple[Array, ModelState]:
         """`tokens [B, T]` int -> `(logits [B, T, output_size], state)`."""
-        if tokens.ndim != 2:
-            raise ValueError(f"tokens must be [batch, time], got shape {tokens.shape}")
-        check_tokens(tokens, self.config.input_vocab)
-        state = self.init_state(tokens.shape[0]) if state is None else state
-        _check_state(state, self.config.num_layers)
+        state = _start(self, tokens, state, self.config.input_vocab)
         x = self.embed(tokens)
         if self.is_lstm:
             x = self.dropout(x)
