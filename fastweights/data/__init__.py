@@ -1,0 +1,1 @@
+"""Synthetic algorithmic datasets: generators that reproduce the official text files, and readers."""
