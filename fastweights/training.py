@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
+import jax.experimental.multihost_utils
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -75,6 +76,7 @@ class TrainConfig:
       compute_dtype: "bfloat16" computes the slow net in bf16 with float32 master weights
         (the fast-weight state stays float32 inside the ops).
       nan_policy: "stop" (raise, naming the step) or "skip" (drop the update, log it).
+      test_at_end: evaluate the best-validation checkpoint on the test split at the end.
     """
     steps: int = 200
     seed: int = 0
@@ -91,6 +93,7 @@ class TrainConfig:
     progress: bool = True
     tensorboard: bool = True
     plot: bool = True
+    test_at_end: bool = True
 
 
 class TrainState(NamedTuple):
@@ -382,22 +385,26 @@ class RunDirectoryError(ValueError):
 
 
 def evaluate(eval_step, params, task, data_config, mesh, split: str = "valid") -> dict[str, float]:
-    """Mean metrics over the split's fixed batches."""
+    """Metrics over the split, each batch weighted by its real examples (a batch's `weight`
+    rows; padding rows of a last partial batch count 0)."""
     totals: dict[str, float] = {}
-    count = 0
+    total_weight = 0.0
     for batch in task.dataset(data_config, split, process_index=jax.process_index(),
                               process_count=jax.process_count()):
+        weight = float(np.sum(batch["weight"])) if "weight" in batch else 1.0
+        weight = float(jax.experimental.multihost_utils.process_allgather(np.float32(weight)).sum()) \
+            if jax.process_count() > 1 else weight
         for k, v in to_host(eval_step(params, global_batch(batch, mesh))).items():
-            totals[k] = totals.get(k, 0.0) + v
-        count += 1
-    return {k: v / max(count, 1) for k, v in totals.items()}
+            totals[k] = totals.get(k, 0.0) + weight * v
+        total_weight += weight
+    return {k: v / max(total_weight, 1e-9) for k, v in totals.items()}
 
 
 def train(experiment, run_dir: str | Path, *, resume: bool = True) -> dict[str, Any]:
     """Trains `experiment` (an `fastweights.experiment.Experiment`), writing checkpoints,
     metrics and a learning-curve plot under `run_dir`; resumes from the newest readable
     checkpoint there. Returns the last train metrics, the best validation metric and its
-    step, and the final `TrainState`."""
+    step, the test metrics of the best checkpoint, and the final `TrainState`."""
     from fastweights import metrics as run_metrics
     from fastweights.checkpoints import CheckpointStore, abstract_like
     from fastweights.nn import presets
@@ -466,6 +473,15 @@ def train(experiment, run_dir: str | Path, *, resume: bool = True) -> dict[str, 
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 store.save(step, state, meta())
         store.wait()
+        test = None
+        if cfg.test_at_end:
+            best_ckpt = store.restore_latest(abstract_like(state, shardings), best=True)
+            params = best_ckpt[1].params if best_ckpt is not None else state.params
+            test = evaluate(eval_step, params, task, experiment.data, mesh, split="test")
+            writer.write(best_step or cfg.steps, test, split="test")
+            log(f"test ({'best' if best_ckpt is not None else 'last'} checkpoint, step "
+                f"{best_ckpt[0] if best_ckpt is not None else cfg.steps}): "
+                + ", ".join(f"{k} {v:.4f}" for k, v in test.items()))
     finally:
         bar.close()
         writer.close()
@@ -474,4 +490,5 @@ def train(experiment, run_dir: str | Path, *, resume: bool = True) -> dict[str, 
         keys = ("loss",) if cfg.best_metric == "loss" else ("loss", cfg.best_metric)
         run_metrics.plot_learning_curves(run_dir / "metrics.jsonl", run_dir / "learning_curves.png",
                                          keys=keys, title=f"{experiment.task}: {run_dir.name}")
-    return {"last": last, "best": best, "best_step": best_step, "run_dir": str(run_dir), "state": state}
+    return {"last": last, "best": best, "best_step": best_step, "test": test, "run_dir": str(run_dir),
+            "state": state}

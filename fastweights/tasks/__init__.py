@@ -12,10 +12,12 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from fastweights.tasks import associative_recall
+from fastweights.tasks import associative_recall, code_execution, listops
 
 TASKS: Mapping[str, Any] = MappingProxyType({
     associative_recall.TASK.name: associative_recall.TASK,
+    code_execution.TASK.name: code_execution.TASK,
+    listops.TASK.name: listops.TASK,
 })
 
 
@@ -26,4 +28,4 @@ def get_task(name: str) -> Any:
     return TASKS[name]
 
 
-__all__ = ["TASKS", "associative_recall", "get_task"]
+__all__ = ["TASKS", "associative_recall", "code_execution", "get_task", "listops"]

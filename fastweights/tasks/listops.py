@@ -1,0 +1,120 @@
+"""Sequential ListOps (PAPER_SPEC 3.3, 5.2): classify the value (0-9) of a nested
+MIN/MAX/FIRST expression from the output at its last token. Loss: cross-entropy at that
+position; metric: accuracy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from fastweights.data import listops as text
+from fastweights.nn import presets as model_presets
+from fastweights.nn.config import SequenceConfig
+from fastweights.tasks.code_execution import DEFAULT_CACHE, PAPER_MODELS, SMALL_MODELS
+from fastweights.tasks.materialised import MaterialisedTask, examples_from_arrays
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Defaults: the paper's depth-10 set (`only_depth` 11; seed 42, 10000/1000/1000).
+
+    Attributes:
+      data_dir: a folder with the official `{split}_a5d20max401min299dep{k}.txt` files to
+        read instead of generating.
+    """
+    only_depth: int = 11
+    max_args: int = 5
+    operators: tuple[str, ...] = ("MIN", "MAX", "FIRST")
+    value_p: float = 0.25
+    max_depth: int = 20
+    train_size: int = 10_000
+    valid_size: int = 1_000
+    test_size: int = 1_000
+    seed: int = 42
+    data_dir: str | None = None
+    cache_dir: str = DEFAULT_CACHE
+    batch_size: int = 64
+    shuffle_seed: int = 11
+
+
+class ListOps(MaterialisedTask):
+    name = "listops"
+    DataConfig = DataConfig
+    pad = {"inputs": 0}
+
+    def write_text(self, data: DataConfig, out_dir) -> None:
+        text.write_files(out_dir, data.only_depth, train_size=data.train_size, valid_size=data.valid_size,
+                         test_size=data.test_size, operators=data.operators, max_args=data.max_args,
+                         value_p=data.value_p, max_depth=data.max_depth, seed=data.seed, progress=True)
+
+    def read_text(self, data: DataConfig, text_dir):
+        if data.data_dir:       # official files: the train vocabulary, unknown tokens refused
+            vocab, splits = text.load_splits(text_dir, data.only_depth, max_args=data.max_args,
+                                             max_depth=data.max_depth)
+        else:
+            # A small generated set may lack a token in train; it gets an id after the train ones.
+            config = text.ListOpsConfig(only_depth=data.only_depth, max_args=data.max_args,
+                                        max_depth=data.max_depth)
+            paths = {s: Path(text_dir) / config.file_name(s) for s in text.SPLITS}
+            vocab = text.build_vocab(paths["train"])
+            for split in ("valid", "test"):
+                for token in text.build_vocab(paths[split]).tokens:
+                    vocab.add(token)
+            splits = {s: text.read_file(p, vocab) for s, p in paths.items()}
+        out = {name: examples_from_arrays(inputs=s.inputs, length=s.lengths, label=s.labels)
+               for name, s in splits.items()}
+        return {"source": list(vocab.tokens), "classes": text.NUM_CLASSES}, out
+
+    def model_config(self, data: DataConfig, model: SequenceConfig) -> SequenceConfig:
+        meta = self.prepare(data)
+        return dataclasses.replace(model, input_vocab=len(meta["vocab"]["source"]),
+                                   output_size=meta["vocab"]["classes"], head="final")
+
+    def loss(self, model, batch) -> tuple[jax.Array, dict[str, jax.Array]]:
+        logits, _ = model(batch["inputs"])
+        index = jnp.maximum(batch["length"] - 1, 0)            # the official read-out position
+        final = jnp.take_along_axis(logits, index[:, None, None], axis=1)[:, 0].astype(jnp.float32)
+        weight = batch.get("weight", jnp.ones(index.shape, jnp.float32))
+        ce = optax.softmax_cross_entropy_with_integer_labels(final, batch["label"])
+        total = jnp.maximum(weight.sum(), 1.0)
+        loss = jnp.sum(ce * weight) / total
+        accuracy = jnp.sum((jnp.argmax(final, -1) == batch["label"]) * weight) / total
+        return loss, {"loss": loss, "accuracy": accuracy}
+
+    def experiments(self) -> dict[str, Any]:
+        from fastweights.experiment import Experiment
+        from fastweights.training import OptimizerConfig, TrainConfig
+        paper_adam = OptimizerConfig(learning_rate=3e-4, b1=0.9, b2=0.995, eps=1e-9)
+        best = dict(best_metric="accuracy", best_mode="max")
+        out = {}
+        for depth in (10, 15):
+            data = DataConfig(only_depth=depth + 1)
+            epoch = data.train_size // data.batch_size
+            loop = TrainConfig(steps=200 * epoch, eval_every=epoch, checkpoint_every=epoch, log_every=50, **best)
+            for name in PAPER_MODELS:
+                out[f"paper_depth{depth}_{name}"] = Experiment(
+                    self.name, data, model_presets.get(f"algorithmic_{name}"), paper_adam, loop)
+        small_data = DataConfig(only_depth=4, max_args=3, train_size=4000, valid_size=500, test_size=500)
+        for name in SMALL_MODELS:
+            model = model_presets.get(f"algorithmic_{name}", num_layers=2, model_dim=128, num_heads=8,
+                                      head_dim=16, ff_dim=512, dropout=0.0)
+            out[f"small_{name}"] = Experiment(
+                self.name, small_data, model, OptimizerConfig(learning_rate=1e-3, b1=0.9, b2=0.995, eps=1e-9),
+                TrainConfig(steps=1500, eval_every=250, checkpoint_every=250, log_every=25, **best))
+        out["tiny"] = Experiment(
+            self.name, DataConfig(only_depth=3, max_args=3, train_size=256, valid_size=64, test_size=64,
+                                  batch_size=32),
+            model_presets.get("algorithmic_delta_net", num_layers=1, model_dim=32, num_heads=2, head_dim=16,
+                              ff_dim=64, dropout=0.0),
+            OptimizerConfig(learning_rate=3e-3), TrainConfig(steps=60, eval_every=30, checkpoint_every=30, **best))
+        return out
+
+
+TASK = ListOps()
