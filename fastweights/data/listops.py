@@ -138,7 +138,7 @@ def _draw_trees(config: ListOpsConfig, rng: random.Random) -> Iterator[tuple[lis
     The draws are those of the official `random()`, `choice(range(10))`,
     `randint(2, max_args)` and `choice(operators)`, but emitted as `getrandbits` calls the way
     CPython's `_randbelow` makes them (unchanged since Python 3.2), with the leaves inline:
-    ~4x faster, which matters because most trees are rejected (~70 drawn per kept one at
+    ~5x faster, which matters because most trees are rejected (~70 drawn per kept one at
     depth 10, ~200 at depth 15). The tests compare this with the public-API draws.
     """
     op_tokens = ["[" + name for name in config.operators]
