@@ -19,12 +19,13 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 venv: $(VENV)/.installed
 
-# The main job: train the associative-recall tiny preset (progress bar, metrics, checkpoints
-# and learning_curves.png in runs/make_run; this directory is replaced on every `make run`).
+# The main job: the Linear Transformer, Delta Net and Delta RNN small presets trained on
+# code execution one after the other (progress bars), then a table of their test accuracies
+# and PNGs of their learning curves in runs/make_run (replaced on every `make run`).
 RUN_DIR ?= runs/make_run
 run: $(VENV)/.installed
-	rm -rf $(RUN_DIR)
-	$(PY) -m fastweights.train --task associative_recall --preset tiny --run-dir $(RUN_DIR)
+	$(PY) -m experiments.compare --task code_execution \
+	    --presets small_linear_transformer,small_delta_net,small_delta_rnn --out $(RUN_DIR)
 
 # Every variant's core: one pass against token-by-token streaming, timed.
 demo: $(VENV)/.installed

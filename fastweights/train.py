@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     training.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     run_dir = args.run_dir or f"runs/{args.task}_{args.preset}"
+    training.write_run_info(run_dir, task=args.task, preset=args.preset, overrides=args.overrides)
     try:
         result = training.train(exp, run_dir, resume=not args.no_resume)
     except training.RunDirectoryError as error:

@@ -225,6 +225,12 @@ def _compute_params(params: nnx.State, compute_dtype: str) -> nnx.State:
     return jax.tree.map(lambda p: p.astype(dtype) if jnp.issubdtype(p.dtype, jnp.floating) else p, params)
 
 
+def _global_norm(tree) -> Array:
+    # optax.tree.norm replaces optax.global_norm (deprecated) in newer optax releases.
+    return optax.tree.norm(tree) if hasattr(optax, "tree") and hasattr(optax.tree, "norm") \
+        else optax.global_norm(tree)
+
+
 def _fresh(tree):
     """New Variable objects for the current trace: NNX refuses to mutate (e.g. advance an
     RNG count in) a Variable created at another trace level."""
@@ -281,7 +287,7 @@ def make_train_step(graphdef, rest, loss_fn: LossFn, optimizer: optax.GradientTr
         (loss, metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = _global_norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
         new_state = TrainState(state.step + 1, keep(params, state.params),
@@ -358,6 +364,13 @@ def config_to_dict(config: Any) -> Any:
     if isinstance(config, (tuple, list)):
         return [config_to_dict(c) for c in config]
     return config
+
+
+def write_run_info(run_dir: str | Path, **info: Any) -> None:
+    """`run.json`: how the run was asked for (task, preset, overrides), for result tables."""
+    if jax.process_index() == 0:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        (Path(run_dir) / "run.json").write_text(json.dumps(info, indent=1))
 
 
 def is_better(value: float, best: float | None, mode: str) -> bool:

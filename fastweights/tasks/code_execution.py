@@ -126,12 +126,12 @@ def _experiments(task) -> dict[str, Any]:
         for name in PAPER_MODELS:
             out[f"paper_{num_vars}vars_{name}"] = Experiment(
                 task.name, data, model_presets.get(f"algorithmic_{name}"), paper_adam, loop)
-    # CPU-sized: 3 variables, 10-statement programs, 2 layers of 128.
-    small_data = DataConfig(code_length=10, train_size=4001, valid_size=501, test_size=501)
+    # CPU-sized: 3 variables, 8-statement programs, 2 layers of 64, batch 32.
+    small_data = DataConfig(code_length=8, train_size=4001, valid_size=501, test_size=501, batch_size=32)
     small_loop = TrainConfig(steps=1500, eval_every=250, checkpoint_every=250, log_every=25, **best)
     for name in SMALL_MODELS:
-        model = model_presets.get(f"algorithmic_{name}", num_layers=2, model_dim=128, num_heads=8,
-                                  head_dim=16, ff_dim=512, dropout=0.0)
+        model = model_presets.get(f"algorithmic_{name}", num_layers=2, model_dim=64, num_heads=4,
+                                  head_dim=16, ff_dim=256, dropout=0.0)
         out[f"small_{name}"] = Experiment(task.name, small_data, model,
                                           OptimizerConfig(learning_rate=1e-3, b1=0.9, b2=0.995, eps=1e-9),
                                           small_loop)

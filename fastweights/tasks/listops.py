@@ -101,10 +101,11 @@ class ListOps(MaterialisedTask):
             for name in PAPER_MODELS:
                 out[f"paper_depth{depth}_{name}"] = Experiment(
                     self.name, data, model_presets.get(f"algorithmic_{name}"), paper_adam, loop)
-        small_data = DataConfig(only_depth=4, max_args=3, train_size=4000, valid_size=500, test_size=500)
+        small_data = DataConfig(only_depth=4, max_args=3, train_size=4000, valid_size=500, test_size=500,
+                                batch_size=32)
         for name in SMALL_MODELS:
-            model = model_presets.get(f"algorithmic_{name}", num_layers=2, model_dim=128, num_heads=8,
-                                      head_dim=16, ff_dim=512, dropout=0.0)
+            model = model_presets.get(f"algorithmic_{name}", num_layers=2, model_dim=64, num_heads=4,
+                                      head_dim=16, ff_dim=256, dropout=0.0)
             out[f"small_{name}"] = Experiment(
                 self.name, small_data, model, OptimizerConfig(learning_rate=1e-3, b1=0.9, b2=0.995, eps=1e-9),
                 TrainConfig(steps=1500, eval_every=250, checkpoint_every=250, log_every=25, **best))

@@ -9,8 +9,10 @@ of every field that changes the data, so that a changed config never reuses stal
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
+import shutil
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -52,9 +54,19 @@ class MaterialisedTask:
         if meta_path.exists():
             return json.loads(meta_path.read_text())
         out.mkdir(parents=True, exist_ok=True)
+        # Several processes (multi-process runs, parallel experiments) may prepare the same
+        # data: one does the work under an exclusive lock, the others then read its result.
+        with open(out / "prepare.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if meta_path.exists():
+                return json.loads(meta_path.read_text())
+            return self._prepare(data, out, meta_path)
+
+    def _prepare(self, data, out: Path, meta_path: Path) -> dict[str, Any]:
         text_dir = Path(data.data_dir) if data.data_dir else out / "text"
         if not data.data_dir:
             _log(f"{self.name}: generating the text files in {text_dir}")
+            shutil.rmtree(text_dir, ignore_errors=True)    # ours: left by an interrupted run
             self.write_text(data, text_dir)
         vocab, splits = self.read_text(data, text_dir)
         meta: dict[str, Any] = {"vocab": vocab, "sizes": {}, "lengths": {}, "text_dir": str(text_dir)}
