@@ -128,7 +128,7 @@ def _experiments(task) -> dict[str, Any]:
                 task.name, data, model_presets.get(f"algorithmic_{name}"), paper_adam, loop)
     # CPU-sized: 3 variables, 8-statement programs, 2 layers of 64, batch 32.
     small_data = DataConfig(code_length=8, train_size=4001, valid_size=501, test_size=501, batch_size=32)
-    small_loop = TrainConfig(steps=1500, eval_every=250, checkpoint_every=250, log_every=25, **best)
+    small_loop = TrainConfig(steps=1200, eval_every=200, checkpoint_every=200, log_every=25, **best)
     for name in SMALL_MODELS:
         model = model_presets.get(f"algorithmic_{name}", num_layers=2, model_dim=64, num_heads=4,
                                   head_dim=16, ff_dim=256, dropout=0.0)
