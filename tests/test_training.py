@@ -242,7 +242,7 @@ def test_tiny_preset_of_every_task_learns(task, tmp_path):
 def test_bfloat16_compute_keeps_float32_master_weights(tmp_path):
     common = ["train.steps=3", "train.eval_every=100", "train.log_every=1"]
     bf16 = training.train(micro(*common, "train.compute_dtype=bfloat16"), tmp_path / "bf16")
-    f32 = training.train(micro(*common), tmp_path / "f32")
+    training.train(micro(*common), tmp_path / "f32")
     assert {p.dtype for p in jax.tree.leaves(bf16["state"].params)} == {jnp.dtype(jnp.float32)}
     first_bf16, first_f32 = _losses(tmp_path / "bf16")[1], _losses(tmp_path / "f32")[1]
     # The first loss comes from the same float32 weights: it differs by bf16 rounding only.

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from cases import CASES, case_id, cpu_forms, make_inputs, random_state, run
 
-from fastweights import registry
 from fastweights.testing import assert_close, float64
 
 FORM_CASES = [(case, form) for case in CASES for form in cpu_forms(case[0]) if form != "recurrent"]

@@ -5,7 +5,6 @@ import jax
 import pytest
 from cases import CASES, case_id, cpu_forms, make_inputs, random_state, run, run_numpy
 
-from fastweights import registry
 from fastweights.testing import assert_close
 
 FORM_CASES = [(case, form) for case in CASES for form in cpu_forms(case[0])]
