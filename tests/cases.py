@@ -83,3 +83,31 @@ def run_step_by_step(case, args, kwargs, state):
 def slice_time(case, args, start, stop):
     """The case's `args` with the per-step inputs restricted to steps `[start, stop)`."""
     return _slice_time(case[0], args, start, stop)
+
+
+def vdot(a, b):
+    """Sum of the elementwise products of two pytrees with the same structure."""
+    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def assert_same_values_and_gradients(run_kernel, run_reference, args, kwargs, state0, name):
+    """`run_*(args, kwargs, state) -> (outputs, final state)`: equal values, and equal
+    gradients of a random projection of every output and final-state field with respect to
+    the inputs and the initial state (tolerances of another form against `recurrent`)."""
+    from fastweights.testing import assert_close
+    leaves, treedef = jax.tree.flatten(jax.eval_shape(run_reference, args, kwargs, state0))
+    keys = jax.random.split(jax.random.PRNGKey(32), len(leaves))
+    cotangents = jax.tree.unflatten(treedef, [jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)])
+
+    def values_and_grads(fn):
+        # One jit per side (interpret-mode compiles dominate the test time), values as aux.
+        def loss(a, kw, s):
+            result = fn(a, kw, s)
+            return vdot(result, cotangents), result
+        (_, result), grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True))(args, kwargs, state0)
+        return result, grads
+
+    actual, actual_grads = values_and_grads(run_kernel)
+    expected, expected_grads = values_and_grads(run_reference)
+    assert_close(actual, expected, "float32_other_form", name=f"{name} values")
+    assert_close(actual_grads, expected_grads, "float32_other_form_grad", name=f"{name} gradients")

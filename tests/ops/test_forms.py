@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from cases import CASES, case_id, cpu_forms, make_inputs, random_state, run
+from cases import CASES, case_id, cpu_forms, make_inputs, random_state, run, vdot
 
 from fastweights.testing import assert_close, float64
 
@@ -19,10 +19,6 @@ GRAD_SHAPES = ("T9-C4", "T63-C16", "T1-C8")  # gradients: ragged, several chunks
 def _ids(item):
     case, form = item
     return f"{case_id(case)}-{form}"
-
-
-def _vdot(a, b):
-    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))
@@ -44,7 +40,7 @@ def test_form_equals_recurrent(item, shape):
 
     def grads(implementation, **options):
         def loss(a, kw, s):
-            return _vdot(run(case, a, kw, s, implementation=implementation, **options), cotangents)
+            return vdot(run(case, a, kw, s, implementation=implementation, **options), cotangents)
         return jax.grad(loss, argnums=(0, 1, 2))(args, kwargs, state0)
 
     assert_close(grads(form, chunk_size=chunk), grads("recurrent"), "float32_other_form_grad",

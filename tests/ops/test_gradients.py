@@ -6,15 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from cases import CASES, case_id, make_inputs, random_state, run
+from cases import CASES, case_id, make_inputs, random_state, run, vdot
 
 from fastweights.testing import assert_close, float64
 
 EPS = 1e-6
-
-
-def _vdot(a, b):
-    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
 def _random_like(key, tree):
@@ -35,7 +31,7 @@ def test_gradients_match_finite_differences(case):
 
         @jax.jit
         def loss(args, kwargs, state0):
-            return _vdot(run(case, args, kwargs, state0), cotangents)
+            return vdot(run(case, args, kwargs, state0), cotangents)
 
         primals = (args, kwargs, state0)
         grads = jax.grad(loss, argnums=(0, 1, 2))(*primals)
@@ -59,6 +55,6 @@ def test_gradients_match_finite_differences(case):
                 return loss(*moved)
 
             numeric = (shifted(1.0) - shifted(-1.0)) / (2 * EPS)
-            analytic = _vdot(select(grads), direction)
+            analytic = vdot(select(grads), direction)
             assert np.abs(analytic) > 1e-8, f"{name}: gradient is zero"
             assert_close(analytic, numeric, "finite_difference_float64", name=f"d loss / d {name}")

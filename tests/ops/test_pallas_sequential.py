@@ -5,7 +5,7 @@ initial state) equal `reference.recurrent`; unsupported inputs fail with the rea
 import jax
 import jax.numpy as jnp
 import pytest
-from cases import case_id, make_inputs, random_state
+from cases import assert_same_values_and_gradients, case_id, make_inputs, random_state
 
 from fastweights.ops.delta_lstm import pallas_gpu as delta_lstm_kernel
 from fastweights.ops.delta_lstm import reference as delta_lstm_ref
@@ -41,10 +41,6 @@ ONE_STEP_CASES = [CASES[5]]
 D = 16  # the smallest head dim the Triton backend takes
 
 
-def _vdot(a, b):
-    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-
-
 @pytest.mark.parametrize(("case", "shape"), [(c, "B2-T7") for c in CASES] + [(c, "B1-T1") for c in ONE_STEP_CASES],
                          ids=lambda x: x if isinstance(x, str) else case_id(x))
 def test_kernel_equals_recurrent(case, shape):
@@ -61,24 +57,7 @@ def test_kernel_equals_recurrent(case, shape):
     def run_reference(a, kw, s):
         return reference(*a, **kw, **options, initial_state=s)
 
-    # Random cotangents on the outputs and on every field of the final state.
-    shapes = jax.eval_shape(run_reference, args, kwargs, state0)
-    leaves, treedef = jax.tree.flatten(shapes)
-    keys = jax.random.split(jax.random.PRNGKey(32), len(leaves))
-    cotangents = jax.tree.unflatten(treedef, [jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)])
-
-    def values_and_grads(fn):
-        # One jit per side (interpret-mode compiles dominate the test time), values as aux.
-        def loss(a, kw, s):
-            result = fn(a, kw, s)
-            return _vdot(result, cotangents), result
-        (_, result), grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True))(args, kwargs, state0)
-        return result, grads
-
-    actual, actual_grads = values_and_grads(run_kernel)
-    expected, expected_grads = values_and_grads(run_reference)
-    assert_close(actual, expected, "float32_other_form", name=f"{name} values")
-    assert_close(actual_grads, expected_grads, "float32_other_form_grad", name=f"{name} gradients")
+    assert_same_values_and_gradients(run_kernel, run_reference, args, kwargs, state0, name)
 
 
 @pytest.mark.parametrize("name", list(KERNELS))

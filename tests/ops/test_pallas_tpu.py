@@ -13,7 +13,7 @@ masked steps).
 import jax
 import jax.numpy as jnp
 import pytest
-from cases import case_id, make_inputs, random_state
+from cases import assert_same_values_and_gradients, case_id, make_inputs, random_state
 
 import fastweights as fw
 from fastweights.ops.common import pallas_tpu as pt
@@ -68,10 +68,6 @@ def _id(case):
     return f"{case_id(variant)}-{form}-T{time}-K{key_dim}-V{value_dim}"
 
 
-def _vdot(a, b):
-    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-
-
 def _kernel_options(name, form):
     return {"chunk_size": CHUNK} if (name, form) in CHUNKED else {}
 
@@ -98,23 +94,7 @@ def test_kernel_equals_recurrent(case, small_time_blocks):
     def run_reference(a, kw, s):
         return reference(*a, **kw, **options, initial_state=s)
 
-    # Random cotangents on the outputs and on every field of the final state.
-    leaves, treedef = jax.tree.flatten(jax.eval_shape(run_reference, args, kwargs, state0))
-    keys = jax.random.split(jax.random.PRNGKey(32), len(leaves))
-    cotangents = jax.tree.unflatten(treedef, [jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)])
-
-    def values_and_grads(fn):
-        # One jit per side (interpret-mode compiles dominate the test time), values as aux.
-        def loss(a, kw, s):
-            result = fn(a, kw, s)
-            return _vdot(result, cotangents), result
-        (_, result), grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True))(args, kwargs, state0)
-        return result, grads
-
-    actual, actual_grads = values_and_grads(run_kernel)
-    expected, expected_grads = values_and_grads(run_reference)
-    assert_close(actual, expected, "float32_other_form", name=f"{_id(case)} values")
-    assert_close(actual_grads, expected_grads, "float32_other_form_grad", name=f"{_id(case)} gradients")
+    assert_same_values_and_gradients(run_kernel, run_reference, args, kwargs, state0, _id(case))
 
 
 def test_bfloat16_inputs(small_time_blocks):
