@@ -90,14 +90,13 @@ def _parse(text: str, annotation: Any, current: Any, full: str) -> Any:
     options = _options(annotation)
     if text.lower() in ("none", "null") and type(None) in options:
         return None
-    errors = []
     for option in options:
         if option is type(None):
             continue
         try:
             return _as(text, option)
-        except (ValueError, SyntaxError) as error:
-            errors.append(str(error))
+        except (ValueError, SyntaxError):
+            continue
     names = " or ".join(getattr(o, "__name__", str(o)) for o in options)
     raise ValueError(f"{full}={text!r}: expected {names}")
 
