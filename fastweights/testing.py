@@ -35,7 +35,8 @@ TOLERANCES: Mapping[str, Mapping[str, float]] = {
     "finite_difference_float64": dict(rtol=1e-6, atol=1e-9),
     # Feature maps against their NumPy formulas in float64: exact up to rounding.
     "float64_exact": dict(rtol=1e-12, atol=1e-14),
-    # A float64 linear solve against NumPy's: exact up to the conditioning of a 6x6 system.
+    # float64 triangular inverses (and the WY transform) against dense solves: exact up to the
+    # conditioning of small systems (up to 40 x 40).
     "float64_exact_solve": dict(rtol=1e-10, atol=1e-12),
     # Monte Carlo estimates: |mean - target| within this many standard errors.
     "monte_carlo": dict(sigmas=4.0),

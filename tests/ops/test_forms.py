@@ -2,12 +2,10 @@
 the initial state), odd lengths, ragged last chunks, carried states."""
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 import pytest
 from cases import CASES, case_id, cpu_forms, make_inputs, random_state, run, vdot
 
-from fastweights.testing import assert_close, float64
+from fastweights.testing import assert_close
 
 FORM_CASES = [(case, form) for case in CASES for form in cpu_forms(case[0]) if form != "recurrent"]
 SHAPES = {  # (time, chunk size): ragged last chunk, exact multiple, one short chunk, T = 1
@@ -46,16 +44,3 @@ def test_form_equals_recurrent(item, shape):
     assert_close(grads(form, chunk_size=chunk), grads("recurrent"), "float32_other_form_grad",
                  name=f"{form} gradients")
 
-
-def test_unit_lower_inverse_and_its_gradient():
-    from fastweights.ops.common.chunking import unit_lower_inverse
-
-    with float64():
-        rng = np.random.default_rng(0)
-        lower = jnp.tril(jnp.asarray(rng.standard_normal((3, 6, 6)) * 0.5), -1)
-        eye = jnp.broadcast_to(jnp.eye(6), (3, 6, 6))
-        assert_close(unit_lower_inverse(lower), np.linalg.inv(np.asarray(eye + lower)), "float64_exact_solve")
-        cotangent = jnp.asarray(rng.standard_normal((3, 6, 6)))
-        ours = jax.grad(lambda m: jnp.sum(unit_lower_inverse(m) * cotangent))(lower)
-        dense = jax.grad(lambda m: jnp.sum(jnp.linalg.inv(eye + jnp.tril(m, -1)) * cotangent))(lower)
-        assert_close(ours, dense, "float64_exact_solve")

@@ -31,7 +31,7 @@ def delta_delta_net(q: Array, k: Array, v: Array, beta: Array, *, eps: float = 1
       initial_state: `State(W=(W1 [B, H, K, 3d+1], W2 [B, H, d, d]))`; zeros if None.
       implementation: None (the best available) or one of `IMPLEMENTATIONS`.
       chunk_size: steps per chunk of the chunked forms (any T: the last chunk is padded);
-        None: 16 on CPU, 64 elsewhere (measured, BENCHMARKS.md).
+        None: 32 on CPU, 64 elsewhere (measured, BENCHMARKS.md).
 
     Returns:
       `(o [B, T, H, d] in the input dtype, final State in float32)`.

@@ -38,7 +38,7 @@ def delta_mlp(q: Array, k: Sequence[Array], v: Sequence[Array], beta: Array, ln_
         ignores carried fast weights; here they are used.)
       implementation: None (the best available) or one of `IMPLEMENTATIONS`.
       chunk_size: steps per chunk of the chunked forms (any T: the last chunk is padded);
-        None: 16 on CPU, 64 elsewhere (measured, BENCHMARKS.md).
+        None: 32 on CPU, 64 elsewhere (measured, BENCHMARKS.md).
 
     Returns:
       `(a_depth [B, T, H, d] in the input dtype, final State in float32)`.

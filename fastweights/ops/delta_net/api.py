@@ -33,7 +33,7 @@ def delta_net(q: Array, k: Array, v: Array, beta: Array, *,
       initial_state: `State(W [B, H, K, V])`; zeros if None.
       implementation: None (the best available) or one of `IMPLEMENTATIONS`.
       chunk_size: steps per chunk of the chunked forms (any T: the last chunk is padded);
-        None: 16 on CPU, 64 elsewhere (measured, BENCHMARKS.md).
+        None: 32 on CPU, 64 elsewhere (measured, BENCHMARKS.md).
 
     Returns:
       `(o [B, T, H, V] in the input dtype, final State in float32)`.

@@ -12,7 +12,10 @@ so with the unit-lower-triangular solve `T^-1 = (I + diag(beta) L)^-1`:
     O   = Q S + lower(Q K^T) U                          (lower: including the diagonal)
     S'  = S + K^T U
 
-Only the last three lines run sequentially over chunks (one `[K, V]` state per chunk).
+Only the products with S run sequentially over chunks (`chunking.chunk_scan`, one `[K, V]`
+state per chunk). Both the WY transform and the chunk scan have hand-written backward
+passes, and on CPU the batch runs in groups (`chunking.map_batch_groups`) so that every
+intermediate stays the size of one group.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from fastweights.ops.common.chunking import check_chunk_size, from_chunks, to_chunks, unit_lower_inverse
+from fastweights.ops.common.chunking import (batch_group_size, check_chunk_size, chunk_scan, from_chunks,
+                                             map_batch_groups, to_chunks, unit_lower_inverse)
 from fastweights.ops.common.sequence import check_shapes, dtype_policy, prepare_state
 from fastweights.ops.delta_net.reference import State, init_state
 
@@ -28,37 +32,65 @@ Array = jax.Array
 _HIGHEST = jax.lax.Precision.HIGHEST
 
 
+def _einsum(spec: str, *operands: Array) -> Array:
+    return jnp.einsum(spec, *operands, precision=_HIGHEST)
+
+
+@jax.custom_vjp
 def wy_representation(k: Array, beta: Array, v: Array) -> tuple[Array, Array]:
     """`(T^-1 diag(beta) K, T^-1 diag(beta) V)` per chunk: `k` `[..., C, K]`, `beta` `[..., C]`,
     `v` `[..., C, V]`."""
-    gram = jnp.einsum("...ik,...jk->...ij", k, k, precision=_HIGHEST)
+    return _wy_fwd(k, beta, v)[0]
+
+
+def _wy_fwd(k, beta, v):
+    gram = _einsum("...ik,...jk->...ij", k, k)
     t_inv = unit_lower_inverse(jnp.tril(beta[..., :, None] * gram, -1))
-    solve = lambda x: jnp.einsum("...ij,...jd->...id", t_inv, beta[..., None] * x, precision=_HIGHEST)  # noqa: E731
-    return solve(k), solve(v)
+    w = _einsum("...ij,...jd->...id", t_inv, beta[..., None] * k)
+    u = _einsum("...ij,...jd->...id", t_inv, beta[..., None] * v)
+    return (w, u), (k, beta, v, t_inv, w, u)
+
+
+def _wy_bwd(residuals, grads):
+    k, beta, v, t_inv, w, u = residuals
+    d_w, d_u = grads
+    d_bk = _einsum("...ji,...jd->...id", t_inv, d_w)    # gradients of diag(beta) K and diag(beta) V
+    d_bv = _einsum("...ji,...jd->...id", t_inv, d_u)
+    # M = I + A, T^-1 = M^-1: dA = -T^-T dT^-1 T^-T = -(T^-T dW)(T^-1 bK)^T - ..., strictly lower.
+    d_a = -jnp.tril(_einsum("...id,...jd->...ij", d_bk, w) + _einsum("...id,...jd->...ij", d_bv, u), -1)
+    gram = _einsum("...ik,...jk->...ij", k, k)          # recomputed: cheaper than keeping it
+    d_gram = beta[..., :, None] * d_a
+    d_k = _einsum("...ij,...jk->...ik", d_gram + jnp.swapaxes(d_gram, -1, -2), k) + beta[..., None] * d_bk
+    d_beta = jnp.sum(d_a * gram, -1) + jnp.sum(d_bk * k, -1) + jnp.sum(d_bv * v, -1)
+    return d_k, d_beta, beta[..., None] * d_bv
+
+
+wy_representation.defvjp(_wy_fwd, _wy_bwd)
+
+
+def _chunked(q: Array, k: Array, v: Array, beta: Array, state: Array, chunk_size: int) -> tuple[Array, Array]:
+    qc, kc, vc = (to_chunks(x, chunk_size) for x in (q, k, v))        # [N, B, H, C, D]
+    bc = to_chunks(beta[..., None], chunk_size)[..., 0]                # [N, B, H, C]
+    w, u = wy_representation(kc, bc, vc)
+    attn = jnp.tril(_einsum("...ik,...jk->...ij", qc, kc))            # causal, incl. diagonal
+    o, state = chunk_scan(qc, kc, w, u, attn, state)
+    return from_chunks(o, q.shape[1]), state
 
 
 def chunked(q: Array, k: Array, v: Array, beta: Array, *, chunk_size: int | None = None,
-            initial_state: State | None = None) -> tuple[Array, State]:
-    """Chunkwise-parallel `delta_net`; same arguments and results as `recurrent`."""
+            initial_state: State | None = None, batch_group: int | None = None) -> tuple[Array, State]:
+    """Chunkwise-parallel `delta_net`; same arguments and results as `recurrent`.
+
+    `batch_group`: batch elements run together (`chunking.batch_group_size`); None: about
+    1 MiB per input array on a single CPU device, else the whole batch. Speed only.
+    """
     op = "delta_net"
     chunk_size = check_chunk_size(op, chunk_size)
     n = check_shapes(op, dict(q=q, k=k, v=v, beta=beta), dict(q="BTHK", k="BTHK", v="BTHV", beta="BTH"))
     out_dtype, acc = dtype_policy(q, k, v, beta)
     state = prepare_state(op, initial_state, init_state(n["B"], n["H"], n["K"], n["V"], acc))
     c = min(chunk_size, n["T"])
-    qc, kc, vc = (to_chunks(x.astype(acc), c) for x in (q, k, v))        # [B, H, N, C, D]
-    bc = to_chunks(beta.astype(acc)[..., None], c)[..., 0]             # [B, H, N, C]
-    w, u_v = wy_representation(kc, bc, vc)
-    attn = jnp.tril(jnp.einsum("...ik,...jk->...ij", qc, kc, precision=_HIGHEST))  # causal, incl. diagonal
-
-    def chunk_step(S, xs):  # S [B, H, K, V]; per chunk [B, H, C, .]
-        q_c, k_c, w_c, u_v_c, a_c = xs
-        u = u_v_c - jnp.einsum("bhck,bhkv->bhcv", w_c, S, precision=_HIGHEST)
-        o = (jnp.einsum("bhck,bhkv->bhcv", q_c, S, precision=_HIGHEST)
-             + jnp.einsum("bhij,bhjv->bhiv", a_c, u, precision=_HIGHEST))
-        S = S + jnp.einsum("bhck,bhcv->bhkv", k_c, u, precision=_HIGHEST)
-        return S, o
-
-    xs = tuple(jnp.moveaxis(x, 2, 0) for x in (qc, kc, w, u_v, attn))   # chunks first
-    W, o = jax.lax.scan(chunk_step, state.W, xs)
-    return from_chunks(jnp.moveaxis(o, 0, 2), n["T"]).astype(out_dtype), State(W)
+    group = batch_group_size(n["B"], n["T"] * n["H"] * max(n["K"], n["V"]), batch_group)
+    o, W = map_batch_groups(lambda *a: _chunked(*a, chunk_size=c), group,
+                            *(x.astype(acc) for x in (q, k, v, beta)), state.W)
+    return o.astype(out_dtype), State(W)

@@ -34,7 +34,7 @@ def linear_transformer(q: Array, k: Array, v: Array, *, normalize: bool = False,
       initial_state: `State(W [B, H, K, V], z [B, H, K])`; zeros if None.
       implementation: None (the best available) or one of `IMPLEMENTATIONS`.
       chunk_size: steps per chunk of the chunked forms (any T: the last chunk is padded);
-        None: 16 on CPU, 64 elsewhere (measured, BENCHMARKS.md).
+        None: 32 on CPU, 64 elsewhere (measured, BENCHMARKS.md).
 
     Returns:
       `(o [B, T, H, V] in the input dtype, final State in float32)`. No `1/sqrt(d)` scale:
