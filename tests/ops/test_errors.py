@@ -96,7 +96,8 @@ def test_implementation_none_picks_the_measured_order():
     assert jax.default_backend() == "cpu"
     assert auto_order(4, 64, jnp.float32, gpu_kernel_measured=True) == ("recurrent",)
     assert auto_order(64, 64, jnp.bfloat16, gpu_kernel_measured=True) == ("chunked", "recurrent")
-    assert auto_order(64, 16, jnp.float32, gpu_kernel_measured=True) == ("recurrent",)  # d16: the scan
+    assert auto_order(64, 16, jnp.float32, gpu_kernel_measured=True) == ("chunked", "recurrent")
+    assert auto_order(64, 8, jnp.float32, gpu_kernel_measured=True) == ("recurrent",)  # d8: the scan
     forms = {"chunked": None, "pallas_gpu": None, "recurrent": None}
     order = ("pallas_gpu", "chunked", "recurrent")
     assert select_implementation("op", None, forms, order=order) == "pallas_gpu"

@@ -140,8 +140,9 @@ def run_recurrent(op: str, step: Callable[..., tuple[Any, Array]], inputs: Mappi
 
 # `implementation=None` picks the fastest measured form (BENCHMARKS.md):
 # - CPU: the chunked form from CHUNKED_FROM_TIME steps and CHUNKED_FROM_KEY_DIM key dims on
-#   (2 cores, B8 H8 d64 T512: 3-5x the scan for forward+backward; at d16 the scan is as fast
-#   to train and twice as fast forward), else the scan;
+#   (2 cores, forward+backward against the scan: B8 H8 d64 T512 4.5-6x; the WT103 layer shape
+#   B96 H8 d16 T256 1.4x for the delta rule, 1.9x for the sum rule, while the forward alone
+#   is level or, for the Delta MLP and Delta Delta Net, 0.6x: training decides), else the scan;
 # - GPU: the chunked form (H200: ~15x the scan), and for 16-bit inputs the chunked Pallas
 #   kernel first where one was measured faster (bf16, B4 T4096 H16 d64: 2.1x the pure-JAX
 #   chunked form for the delta rule, 5x for the sum rule); float32 stays on the pure-JAX
@@ -152,7 +153,7 @@ def run_recurrent(op: str, step: Callable[..., tuple[Any, Array]], inputs: Mappi
 #   VMEM was ~3x the XLA scan in recurrentgemma and +31 % end to end in maxtext's GDN);
 #   float32 stays off the kernels, whose float32 dots run at full (multi-pass) precision.
 CHUNKED_FROM_TIME = 8
-CHUNKED_FROM_KEY_DIM = 64
+CHUNKED_FROM_KEY_DIM = 16
 
 
 def auto_order(time: int, key_dim: int, dtype: Any, *, gpu_kernel_measured: bool,
