@@ -27,9 +27,11 @@ def machine() -> str:
     return f"{device.platform}:{getattr(device, 'device_kind', '')} ({os.cpu_count()} cpus, {platform.machine()})"
 
 
-def timed(fn, *args, repeats: int = 3) -> float:
-    """Median wall time of `fn(*args)` after one warm-up call (compilation excluded)."""
-    jax.block_until_ready(fn(*args))
+def timed(fn, *args, repeats: int = 3, warmup: int = 3) -> float:
+    """Median wall time of `fn(*args)` after `warmup` calls (compilation excluded): the first
+    calls of a fresh process also grow its heap, which costs page faults later calls skip."""
+    for _ in range(warmup):
+        jax.block_until_ready(fn(*args))
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

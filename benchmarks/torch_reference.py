@@ -82,12 +82,16 @@ def _inputs(name, B, T, H, D):
 FUNCTIONS = {"delta_net": delta_net, "delta_net_chunked": delta_net_chunked, "delta_rnn": delta_rnn}
 
 
-def _time(fn, repeats):
-    fn()
-    start = time.perf_counter()
-    for _ in range(repeats):
+def _time(fn, repeats, warmup=3):
+    """Median wall time after `warmup` calls, as `benchmarks.common.timed`."""
+    for _ in range(warmup):
         fn()
-    return (time.perf_counter() - start) / repeats
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
 
 
 def main(argv=None):

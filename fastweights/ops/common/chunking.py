@@ -17,13 +17,13 @@ Array = jax.Array
 _HIGHEST = jax.lax.Precision.HIGHEST
 
 # Default steps per chunk of the pure-JAX chunked forms, measured (BENCHMARKS.md): on CPU
-# 32 (B8 H8 d64 T512: the fastest to train of 16, 32 and 64), elsewhere 64 (the tile size of
-# the GPU kernels and of flash-linear-attention).
+# 32 (B8 H8 d64 T512, training: 32 and 64 level, 16 about 15 % slower), elsewhere 64 (the
+# tile size of the GPU kernels and of flash-linear-attention).
 DEFAULT_CHUNK_SIZE = {"cpu": 32}
 
-# Elements per input array in one batch group on one CPU device (`cpu_group_size`): 2^18 float32 is
-# 1 MiB, so a group's intermediates stay in cache and its buffers are reused group after
-# group instead of being freshly allocated (and page-faulted) at full size.
+# Elements per input array in one batch group on one CPU device (`cpu_group_size`): 2^18
+# float32 is 1 MiB, so a group's intermediates stay in cache and its buffers are reused group
+# after group instead of being freshly allocated (and page-faulted) at full size.
 CPU_GROUP_ELEMENTS = 2 ** 18
 
 
