@@ -80,15 +80,18 @@ def test_chunk_scan_and_its_gradient(delta):
 def test_batch_groups_equal_one_pass(variant):
     # Batch 5 in groups of 2: two mapped groups and a smaller last one, with a carried state.
     args, kwargs = example_inputs(variant, 3, batch=5, time=11, heads=2, key_dim=4, value_dim=3)
-    if variant == "delta_net":
-        grouped = lambda a, kw, s: delta_net_chunked.chunked(*a, chunk_size=4, batch_group=2, initial_state=s)  # noqa: E731
-        plain = lambda a, kw, s: delta_net_reference.recurrent(*a, initial_state=s)  # noqa: E731
-        zeros = delta_net_reference.init_state(5, 2, 4, 3)
-    else:
-        grouped = lambda a, kw, s: lt_chunked.chunked(*a, normalize=True, chunk_size=4, batch_group=2,  # noqa: E731
-                                                      initial_state=s)
-        plain = lambda a, kw, s: lt_reference.recurrent(*a, normalize=True, initial_state=s)  # noqa: E731
-        zeros = lt_reference.init_state(5, 2, 4, 3)
+    chunked, reference, options = {
+        "delta_net": (delta_net_chunked, delta_net_reference, {}),
+        "linear_transformer": (lt_chunked, lt_reference, {"normalize": True}),
+    }[variant]
+
+    def grouped(a, kw, s):
+        return chunked.chunked(*a, **options, chunk_size=4, batch_group=2, initial_state=s)
+
+    def plain(a, kw, s):
+        return reference.recurrent(*a, **options, initial_state=s)
+
+    zeros = reference.init_state(5, 2, 4, 3)
     state0 = random_state(jax.random.PRNGKey(4), zeros)
     assert_same_values_and_gradients(grouped, plain, args, kwargs, state0, f"{variant} in batch groups")
 
