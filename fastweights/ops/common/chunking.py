@@ -137,7 +137,7 @@ def chunk_scan(q: Array, k: Array, w: Array | None, u_in: Array, attn: Array, st
         O_n     = Q_n S_n + A_n U_n
         S_{n+1} = S_n + K_n^T U_n
 
-    `q`, `w` `[N, B, H, C, K]`, `k` `[N, B, H, C, K]`, `u_in` `[N, B, H, C, V]`, `attn`
+    `q`, `k`, `w` `[N, B, H, C, K]`, `u_in` `[N, B, H, C, V]`, `attn`
     (causal `Q K^T`) `[N, B, H, C, C]`, `state` `[B, H, K, V]`. Returns `(O [N, B, H, C, V],
     S_N)`. Only the two products with S run chunk after chunk; the outputs and every gradient
     that is not on the state's path are batched over all chunks (the custom VJP; autodiff
