@@ -27,8 +27,14 @@ DEFAULT_CHUNK_SIZE = {"cpu": 32}
 CPU_GROUP_ELEMENTS = 2 ** 18
 
 
-def _einsum(spec: str, *operands: Array) -> Array:
+def einsum(spec: str, *operands: Array) -> Array:
+    """`jnp.einsum` at full float32 precision (the chunked algebra must match `recurrent`)."""
     return jnp.einsum(spec, *operands, precision=_HIGHEST)
+
+
+def causal_scores(q: Array, k: Array) -> Array:
+    """`lower(Q K^T)` per chunk, the diagonal included: `[..., C, K]` x2 -> `[..., C, C]`."""
+    return jnp.tril(einsum("...ik,...jk->...ij", q, k))
 
 
 def check_chunk_size(op: str, chunk_size: int | None) -> int:
@@ -66,7 +72,7 @@ def _forward_substitution(strictly_lower: Array) -> Array:
     eye = jnp.broadcast_to(jnp.eye(c, dtype=strictly_lower.dtype), strictly_lower.shape)
 
     def row(i, inverse):  # row i of the inverse is e_i - L[i, :i] @ T[:i]
-        return inverse.at[..., i, :].set(eye[..., i, :] - _einsum("...j,...jk->...k", strictly_lower[..., i, :],
+        return inverse.at[..., i, :].set(eye[..., i, :] - einsum("...j,...jk->...k", strictly_lower[..., i, :],
                                                                   inverse))
 
     return jax.lax.fori_loop(1, c, row, eye)
@@ -83,7 +89,7 @@ def _inverse(strictly_lower: Array) -> Array:
     else:
         t11, t22 = _inverse(top), _inverse(bottom)
     # [[A, 0], [B, D]]^-1 = [[A^-1, 0], [-D^-1 B A^-1, D^-1]]
-    t21 = -_einsum("...ij,...jk->...ik", t22, _einsum("...ij,...jk->...ik", strictly_lower[..., h:, :h], t11))
+    t21 = -einsum("...ij,...jk->...ik", t22, einsum("...ij,...jk->...ik", strictly_lower[..., h:, :h], t11))
     upper = jnp.concatenate([t11, jnp.zeros((*t11.shape[:-1], c - h), t11.dtype)], axis=-1)
     return jnp.concatenate([upper, jnp.concatenate([t21, t22], axis=-1)], axis=-2)
 
@@ -108,7 +114,7 @@ def _unit_lower_inverse_fwd(strictly_lower):
 def _unit_lower_inverse_bwd(inverse, grad):
     # T = (I + L)^-1  =>  dL = -T^T dT T^T, restricted to the strictly lower part L lives on.
     t = jnp.swapaxes(inverse, -1, -2)
-    return (jnp.tril(-_einsum("...ij,...jk,...kl->...il", t, grad, t), -1),)
+    return (jnp.tril(-einsum("...ij,...jk,...kl->...il", t, grad, t), -1),)
 
 
 unit_lower_inverse.defvjp(_unit_lower_inverse_fwd, _unit_lower_inverse_bwd)
@@ -119,14 +125,14 @@ def _chunk_states(k: Array, w: Array | None, u_in: Array, state: Array):
     Returns `(S_N, (S_n entering each chunk, U_n))`."""
     def step(S, xs):
         k_c, w_c, u_c = xs
-        u = u_c if w_c is None else u_c - _einsum("bhck,bhkv->bhcv", w_c, S)
-        return S + _einsum("bhck,bhcv->bhkv", k_c, u), (S, u)
+        u = u_c if w_c is None else u_c - einsum("bhck,bhkv->bhcv", w_c, S)
+        return S + einsum("bhck,bhcv->bhkv", k_c, u), (S, u)
 
     return jax.lax.scan(step, state, (k, w, u_in))
 
 
 def _chunk_outputs(q: Array, attn: Array, entering: Array, u: Array) -> Array:
-    return _einsum("nbhck,nbhkv->nbhcv", q, entering) + _einsum("nbhij,nbhjv->nbhiv", attn, u)
+    return einsum("nbhck,nbhkv->nbhcv", q, entering) + einsum("nbhij,nbhjv->nbhiv", attn, u)
 
 
 @jax.custom_vjp
@@ -154,22 +160,22 @@ def _chunk_scan_fwd(q, k, w, u_in, attn, state):
 def _chunk_scan_bwd(residuals, grads):
     q, k, w, attn, entering, u = residuals
     d_out, d_final = grads
-    d_state_local = _einsum("nbhck,nbhcv->nbhkv", q, d_out)    # from O_n = Q_n S_n + ...
-    d_u_local = _einsum("nbhij,nbhiv->nbhjv", attn, d_out)     # from ... + A_n U_n
+    d_state_local = einsum("nbhck,nbhcv->nbhkv", q, d_out)    # from O_n = Q_n S_n + ...
+    d_u_local = einsum("nbhij,nbhiv->nbhjv", attn, d_out)     # from ... + A_n U_n
 
     def step(dS, xs):  # dS: gradient of the state after chunk n
         k_c, w_c, d_state_c, d_u_c = xs
-        d_u = d_u_c + _einsum("bhck,bhkv->bhcv", k_c, dS)
+        d_u = d_u_c + einsum("bhck,bhkv->bhcv", k_c, dS)
         d_entering = dS + d_state_c
         if w_c is not None:
-            d_entering = d_entering - _einsum("bhck,bhcv->bhkv", w_c, d_u)
+            d_entering = d_entering - einsum("bhck,bhcv->bhkv", w_c, d_u)
         return d_entering, (dS, d_u)
 
     d_state, (d_leaving, d_u) = jax.lax.scan(step, d_final, (k, w, d_state_local, d_u_local), reverse=True)
-    d_q = _einsum("nbhcv,nbhkv->nbhck", d_out, entering)
-    d_k = _einsum("nbhcv,nbhkv->nbhck", u, d_leaving)
-    d_w = None if w is None else -_einsum("nbhcv,nbhkv->nbhck", d_u, entering)
-    d_attn = _einsum("nbhiv,nbhjv->nbhij", d_out, u)
+    d_q = einsum("nbhcv,nbhkv->nbhck", d_out, entering)
+    d_k = einsum("nbhcv,nbhkv->nbhck", u, d_leaving)
+    d_w = None if w is None else -einsum("nbhcv,nbhkv->nbhck", d_u, entering)
+    d_attn = einsum("nbhiv,nbhjv->nbhij", d_out, u)
     return d_q, d_k, d_w, d_u, d_attn, d_state
 
 

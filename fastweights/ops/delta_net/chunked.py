@@ -23,17 +23,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from fastweights.ops.common.chunking import (batch_group_size, check_chunk_size, chunk_scan, from_chunks,
-                                             map_batch_groups, to_chunks, unit_lower_inverse)
+from fastweights.ops.common.chunking import (batch_group_size, causal_scores, check_chunk_size, chunk_scan,
+                                             einsum, from_chunks, map_batch_groups, to_chunks,
+                                             unit_lower_inverse)
 from fastweights.ops.common.sequence import check_shapes, dtype_policy, prepare_state
 from fastweights.ops.delta_net.reference import State, init_state
 
 Array = jax.Array
-_HIGHEST = jax.lax.Precision.HIGHEST
-
-
-def _einsum(spec: str, *operands: Array) -> Array:
-    return jnp.einsum(spec, *operands, precision=_HIGHEST)
 
 
 @jax.custom_vjp
@@ -44,23 +40,23 @@ def wy_representation(k: Array, beta: Array, v: Array) -> tuple[Array, Array]:
 
 
 def _wy_fwd(k, beta, v):
-    gram = _einsum("...ik,...jk->...ij", k, k)
+    gram = einsum("...ik,...jk->...ij", k, k)
     t_inv = unit_lower_inverse(jnp.tril(beta[..., :, None] * gram, -1))
-    w = _einsum("...ij,...jd->...id", t_inv, beta[..., None] * k)
-    u = _einsum("...ij,...jd->...id", t_inv, beta[..., None] * v)
+    w = einsum("...ij,...jd->...id", t_inv, beta[..., None] * k)
+    u = einsum("...ij,...jd->...id", t_inv, beta[..., None] * v)
     return (w, u), (k, beta, v, t_inv, w, u)
 
 
 def _wy_bwd(residuals, grads):
     k, beta, v, t_inv, w, u = residuals
     d_w, d_u = grads
-    d_bk = _einsum("...ji,...jd->...id", t_inv, d_w)    # gradients of diag(beta) K and diag(beta) V
-    d_bv = _einsum("...ji,...jd->...id", t_inv, d_u)
+    d_bk = einsum("...ji,...jd->...id", t_inv, d_w)    # gradients of diag(beta) K and diag(beta) V
+    d_bv = einsum("...ji,...jd->...id", t_inv, d_u)
     # M = I + A, T^-1 = M^-1: dA = -T^-T dT^-1 T^-T = -(T^-T dW)(T^-1 bK)^T - ..., strictly lower.
-    d_a = -jnp.tril(_einsum("...id,...jd->...ij", d_bk, w) + _einsum("...id,...jd->...ij", d_bv, u), -1)
-    gram = _einsum("...ik,...jk->...ij", k, k)          # recomputed: cheaper than keeping it
+    d_a = -jnp.tril(einsum("...id,...jd->...ij", d_bk, w) + einsum("...id,...jd->...ij", d_bv, u), -1)
+    gram = einsum("...ik,...jk->...ij", k, k)          # recomputed: cheaper than keeping it
     d_gram = beta[..., :, None] * d_a
-    d_k = _einsum("...ij,...jk->...ik", d_gram + jnp.swapaxes(d_gram, -1, -2), k) + beta[..., None] * d_bk
+    d_k = einsum("...ij,...jk->...ik", d_gram + jnp.swapaxes(d_gram, -1, -2), k) + beta[..., None] * d_bk
     d_beta = jnp.sum(d_a * gram, -1) + jnp.sum(d_bk * k, -1) + jnp.sum(d_bv * v, -1)
     return d_k, d_beta, beta[..., None] * d_bv
 
@@ -72,7 +68,7 @@ def _chunked(q: Array, k: Array, v: Array, beta: Array, state: Array, chunk_size
     qc, kc, vc = (to_chunks(x, chunk_size) for x in (q, k, v))        # [N, B, H, C, D]
     bc = to_chunks(beta[..., None], chunk_size)[..., 0]                # [N, B, H, C]
     w, u = wy_representation(kc, bc, vc)
-    attn = jnp.tril(_einsum("...ik,...jk->...ij", qc, kc))            # causal, incl. diagonal
+    attn = causal_scores(qc, kc)
     o, state = chunk_scan(qc, kc, w, u, attn, state)
     return from_chunks(o, q.shape[1]), state
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from fastweights.ops.common.chunking import (batch_group_size, check_chunk_size, chunk_scan, from_chunks,
-                                             map_batch_groups, to_chunks)
+from fastweights.ops.common.chunking import (batch_group_size, causal_scores, check_chunk_size, chunk_scan,
+                                             from_chunks, map_batch_groups, to_chunks)
 from fastweights.ops.common.sequence import check_shapes, dtype_policy, prepare_state
 from fastweights.ops.linear_transformer.reference import State, init_state
 
@@ -26,8 +26,7 @@ Array = jax.Array
 
 def _chunked(q: Array, k: Array, v: Array, state: Array, chunk_size: int) -> tuple[Array, Array]:
     qc, kc, vc = (to_chunks(x, chunk_size) for x in (q, k, v))        # [N, B, H, C, D]
-    attn = jnp.tril(jnp.einsum("...ik,...jk->...ij", qc, kc, precision=jax.lax.Precision.HIGHEST))
-    o, state = chunk_scan(qc, kc, None, vc, attn, state)
+    o, state = chunk_scan(qc, kc, None, vc, causal_scores(qc, kc), state)
     return from_chunks(o, q.shape[1]), state
 
 
