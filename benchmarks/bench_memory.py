@@ -13,8 +13,8 @@ import argparse
 
 import jax
 
-from benchmarks.common import OPTIONS, forward_fn, loss_fn, machine, print_table, temp_memory_mb, write_json
-from fastweights import registry
+from benchmarks.common import (forward_fn, loss_fn, machine, paper_options, print_table, runnable_forms,
+                               temp_memory_mb, write_json)
 from fastweights.testing import example_inputs
 
 
@@ -30,13 +30,11 @@ def main(argv=None):
     print(f"machine: {machine()}, jax {jax.__version__}; B{a.batch} H{a.heads} d{a.dim}, float32\n")
     rows = []
     for name in a.variants.split(","):
-        forms = [f for f in registry.get(name).forms if not f.startswith("pallas")
-                 or f.startswith(f"pallas_{jax.default_backend()}")]  # a kernel runs on its own platform
-        for impl in (*forms, "scan_autodiff"):
+        for impl in (*runnable_forms(name), "scan_autodiff"):
             row = dict(variant=name, impl=impl)
             for t in times:
                 args, kwargs = example_inputs(name, 0, batch=a.batch, time=t, heads=a.heads, key_dim=a.dim,
-                                              value_dim=a.dim, **OPTIONS.get(name, {}))
+                                              value_dim=a.dim, **paper_options(name))
                 inputs_mb = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(args)) / 2 ** 20
                 train = jax.jit(jax.grad(loss_fn(forward_fn(name, impl, kwargs))))
                 row[f"T{t}_mb"] = round(temp_memory_mb(train, args), 1)

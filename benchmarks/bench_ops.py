@@ -16,7 +16,8 @@ from pathlib import Path
 
 import jax
 
-from benchmarks.common import forward_fn, loss_fn, machine, print_table, temp_memory_mb, timed, write_json
+from benchmarks.common import (forward_fn, loss_fn, machine, paper_options, print_table, runnable_forms,
+                               temp_memory_mb, timed, write_json)
 from fastweights import registry
 from fastweights.testing import example_inputs
 
@@ -55,13 +56,9 @@ def main(argv=None):
         tokens = shape["batch"] * shape["time"]
         print(f"== {shape_name}: B{shape['batch']} H{shape['heads']} d{shape['key_dim']} T{shape['time']}")
         for name in a.variants.split(","):
-            variant = registry.get(name)
-            args, kwargs = example_inputs(name, 0, **shape, **variant_options(name))
+            args, kwargs = example_inputs(name, 0, **shape, **paper_options(name))
             results = {}
-            # A Pallas kernel runs only on its own platform (the CPU tests use interpret mode).
-            forms = [f for f in variant.forms if not f.startswith("pallas")
-                     or f.startswith(f"pallas_{jax.default_backend()}")]
-            for impl in (*forms, "scan_autodiff"):
+            for impl in (*runnable_forms(name), "scan_autodiff"):
                 forward = jax.jit(forward_fn(name, impl, kwargs))
                 train = jax.jit(jax.grad(loss_fn(forward_fn(name, impl, kwargs))))
                 t_fwd, t_train = timed(forward, args, repeats=a.repeats), timed(train, args, repeats=a.repeats)
@@ -92,11 +89,6 @@ def main(argv=None):
             print()
     path = write_json(f"ops_{jax.devices()[0].platform}", dict(machine=machine(), jax=jax.__version__, rows=rows))
     print(f"wrote {path}")
-
-
-def variant_options(name):
-    from benchmarks.common import OPTIONS
-    return OPTIONS.get(name, {})
 
 
 if __name__ == "__main__":

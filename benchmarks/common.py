@@ -17,9 +17,16 @@ from fastweights.ops.common.sequence import scan_time
 
 RESULTS = Path(__file__).parent / "results"
 
-# Paper versions of each variant for the benchmarks.
-OPTIONS = {"delta_rnn": {"version": 2}, "delta_lstm": {"version": 4}, "delta_mlp": {"depth": 1},
-           "linear_transformer": {"normalize": False}}
+def paper_options(name: str) -> dict:
+    """The options of the paper's main table for variant `name` (its spec's)."""
+    return dict(registry.get(name).paper_options)
+
+
+def runnable_forms(name: str) -> list[str]:
+    """The forms of `name` that run here: a Pallas kernel only on its own backend (the CPU
+    tests run them in interpret mode)."""
+    return [n for n, form in registry.get(name).implementations.items()
+            if form.backend in (None, jax.default_backend())]
 
 
 def machine() -> str:
@@ -49,11 +56,11 @@ def forward_fn(name: str, implementation: str, kwargs):
     """Outputs of `name` through `implementation`; "scan_autodiff" is the baseline: a plain
     `lax.scan` of the variant's `step`, differentiated by autodiff with every state stored."""
     variant = registry.get(name)
-    options = OPTIONS.get(name, {})
+    options = paper_options(name)
     if implementation != "scan_autodiff":
         return lambda args: variant.fn(*args, **kwargs, **options, implementation=implementation)[0]
 
-    n_time = 4 if variant.name == "delta_mlp" else None
+    n_time = variant.time_inputs
     step_options = {k: v for k, v in options.items() if k != "depth"} | dict(kwargs)
 
     def plain(args):
@@ -63,7 +70,7 @@ def forward_fn(name: str, implementation: str, kwargs):
         flat, treedef = jax.tree.flatten(per_step)
 
         def step(s, *x):
-            return variant.module.step(s, *jax.tree.unflatten(treedef, list(x)), *rest, **step_options)
+            return variant.step(s, *jax.tree.unflatten(treedef, list(x)), *rest, **step_options)
 
         return scan_time(step, zeros, tuple(flat), checkpoint_every=None)[0]
 

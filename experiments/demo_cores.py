@@ -15,13 +15,6 @@ import numpy as np
 from fastweights import registry
 from fastweights.testing import example_inputs, step_by_step
 
-CASES = [
-    ("linear_transformer", {"normalize": True}), ("delta_net", {}), ("delta_mlp", {"depth": 2}),
-    ("delta_delta_net", {}), ("delta_rnn", {"version": 1}), ("delta_rnn", {"version": 2}),
-    ("delta_lstm", {"version": 1}), ("delta_lstm", {"version": 4}), ("recurrent_delta_net", {}),
-]
-
-
 def _timed(fn, repeats=3):
     result = jax.block_until_ready(fn())  # compile (or warm up)
     start = time.perf_counter()
@@ -45,7 +38,9 @@ def main(argv=None):
     print(header)
     print("-" * len(header))
     worst = 0.0
-    for name, options in CASES:
+    cases = [(name, dict(options)) for name, variant in registry.VARIANTS.items() if variant.has_core
+             for options in variant.cases]
+    for name, options in cases:
         variant = registry.get(name)
         args, kwargs = example_inputs(name, 0, **shape, **options)
         fn = variant.fn

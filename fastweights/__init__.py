@@ -14,19 +14,15 @@ from fastweights.ops.common.feature_maps import (
     softmax_eps,
     sum_norm,
 )
-from fastweights.ops.delta_delta_net import delta_delta_net
-from fastweights.ops.delta_lstm import delta_lstm
-from fastweights.ops.delta_mlp import delta_mlp
-from fastweights.ops.delta_net import delta_net
-from fastweights.ops.delta_rnn import delta_rnn
-from fastweights.ops.linear_transformer import linear_transformer
-from fastweights.ops.recurrent_delta_net import recurrent_delta_net
 from fastweights.registry import VARIANTS, Variant, get, resolve
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "VARIANTS", "Variant", "delta_delta_net", "delta_lstm", "delta_mlp", "delta_net", "delta_rnn",
-    "dpfp", "elu_p1", "favor_plus", "favor_plus_projection", "get", "linear_transformer", "ops",
-    "recurrent_delta_net", "registry", "resolve", "softmax_eps", "sum_norm",
-]
+# One public function per functional core, named after its variant (`fw.delta_net`, ...).
+_CORES = {name: variant.fn for name, variant in VARIANTS.items() if variant.has_core}
+globals().update(_CORES)
+
+__all__ = sorted([
+    "VARIANTS", "Variant", "dpfp", "elu_p1", "favor_plus", "favor_plus_projection", "get", "ops", "registry",
+    "resolve", "softmax_eps", "sum_norm", *_CORES,
+])

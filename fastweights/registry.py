@@ -1,8 +1,8 @@
-"""The explicit table of variants: canonical names, families, forms and the official ids.
+"""The explicit table of variants (one row each: its package's `SPEC`) and the official ids.
 
     >>> import fastweights as fw
     >>> fw.get("delta_rnn").forms
-    ('pallas_gpu', 'pallas_tpu', 'recurrent')
+    ('pallas_gpu_sequential', 'pallas_tpu_sequential', 'recurrent')
     >>> variant, options = fw.resolve("attn_type=134")   # official LM id
     >>> variant.name, options
     ('delta_rnn', {'version': 2})
@@ -16,11 +16,14 @@ Delta Net in the algorithmic code).
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import re
-from collections.abc import Callable, Mapping
-from types import MappingProxyType, ModuleType
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
+
+from fastweights.ops import (delta_delta_net, delta_lstm, delta_mlp, delta_net, delta_rnn, linear_transformer,
+                             recurrent_delta_net)
+from fastweights.ops.common.spec import VariantSpec
 
 FAMILIES = {
     "sum": "sum update rule; chunkwise-parallel algebra applies",
@@ -40,58 +43,20 @@ class Alias:
     note: str = ""
 
 
-@dataclasses.dataclass(frozen=True)
-class Variant:
-    """One fast-weight programmer (or baseline) of the paper."""
-    name: str                   # canonical snake_case name; also the public function's name
-    paper_name: str             # as in the paper's tables
-    family: str                 # a key of FAMILIES
-    state: tuple[str, ...]      # State fields of the functional core
-    summary: str
+# The variant description; the table's rows are the `SPEC` of each `fastweights.ops` package.
+Variant = VariantSpec
 
-    @property
-    def module(self) -> ModuleType | None:
-        """The `fastweights.ops.<name>` package, or None for a baseline."""
-        if self.family == "baseline":
-            return None
-        return importlib.import_module(f"fastweights.ops.{self.name}")
-
-    @property
-    def forms(self) -> tuple[str, ...]:
-        """Available implementations, preferred first (`implementation=` values)."""
-        return () if self.module is None else tuple(self.module.IMPLEMENTATIONS)
-
-    @property
-    def fn(self) -> Callable[..., Any]:
-        """The public sequence function `(..., initial_state, implementation) -> (out, state)`."""
-        if self.module is None:
-            raise ValueError(f"{self.name} is a baseline layer and has no functional core")
-        return getattr(self.module, self.name)
-
-    @property
-    def aliases(self) -> tuple[Alias, ...]:
-        return tuple(a for a in ALIASES if a.variant == self.name)
-
-
-VARIANTS: Mapping[str, Variant] = MappingProxyType({v.name: v for v in (
-    Variant("linear_transformer", "Linear Transformer", "sum", ("W", "z"),
-            "W += k v^T; o = W^T q (optionally / z.q, z the running key sum)"),
-    Variant("delta_net", "Delta Net", "delta", ("W",),
-            "W += k (beta (v - W^T k))^T; o = W^T q"),
-    Variant("delta_mlp", "Delta MLP", "delta", ("W",),
-            "residual MLP of delta-rule fast layers (depth L)"),
-    Variant("delta_delta_net", "Delta Delta Net", "delta", ("W",),
-            "a delta-rule fast net programs the (q, k, v, beta) of a second delta-rule fast net"),
-    Variant("delta_rnn", "Delta RNN", "recurrent", ("W", "R", "y"),
-            "y_t = R_t^T softmax_eps(y_{t-1}) + W_t^T q_t, W and R delta-rule fast weights"),
-    Variant("delta_lstm", "Delta LSTM", "recurrent", ("W", "R", "h", "c"),
-            "LSTM gates (i, u, o) from delta-rule feed-forward and recurrent fast weights"),
-    Variant("recurrent_delta_net", "Recurrent Delta Net (RDN)", "recurrent", ("W", "y"),
-            "Delta Net whose q, k, v, beta also get R^T tanh(y_{t-1}) from slow recurrent weights"),
-    Variant("transformer", "Transformer", "baseline", (),
-            "causal softmax attention (layer baseline)"),
-    Variant("lstm", "LSTM", "baseline", (), "LSTM (layer baseline)"),
-)})
+_ROWS: tuple[Variant, ...] = (
+    linear_transformer.SPEC,
+    delta_net.SPEC,
+    delta_mlp.SPEC,
+    delta_delta_net.SPEC,
+    delta_rnn.SPEC,
+    delta_lstm.SPEC,
+    recurrent_delta_net.SPEC,
+    Variant("transformer", "Transformer", "baseline", "causal softmax attention (layer baseline)"),
+    Variant("lstm", "LSTM", "baseline", "LSTM (layer baseline)"),
+)
 
 _OFFICIAL_LM = "official LM --attn_type"
 _OFFICIAL_ALG = "official algorithmic --model_type"
@@ -125,6 +90,8 @@ ALIASES: tuple[Alias, ...] = (
     Alias("softmax_transformer", "transformer"),
 )
 
+VARIANTS: Mapping[str, Variant] = MappingProxyType({
+    v.name: dataclasses.replace(v, aliases=tuple(a for a in ALIASES if a.variant == v.name)) for v in _ROWS})
 _ALIAS_BY_CODE = {a.code: a for a in ALIASES}
 _OFFICIAL_ID = re.compile(r"(?:--)?(lm|attn_type|alg|algorithmic|model_type)\s*[:=\s]\s*(\d+)")
 
@@ -175,4 +142,4 @@ def get(name: str | int) -> Variant:
 
 def names(*, include_baselines: bool = True) -> tuple[str, ...]:
     """Canonical variant names, in table order."""
-    return tuple(n for n, v in VARIANTS.items() if include_baselines or v.family != "baseline")
+    return tuple(n for n, v in VARIANTS.items() if include_baselines or v.has_core)

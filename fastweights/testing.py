@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fastweights import registry
+from fastweights.ops.common.spec import Dims, Draw
 
 # The only place tolerances live. Each entry: what is compared, and why this bound.
 # `atol` is in units of the expected leaf's RMS magnitude when that exceeds 1: float32
@@ -83,86 +84,37 @@ def example_inputs(name: str, seed: int = 0, *, batch: int = 2, time: int = 8, h
                    key_dim: int = 4, value_dim: int = 5, dtype=jnp.float32,
                    depth: int = 1, **_options: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Random inputs for variant `name`, as its layer would produce them with the paper's
-    feature maps: `(args, kwargs)` such that `fn(*args, **kwargs)` runs.
+    feature maps: `(args, kwargs)` such that `fn(*args, **kwargs)` runs (the variant's
+    `SPEC.example_inputs`).
 
     Drawn with NumPy on the host (no compilation, deterministic in `seed`). `value_dim` is
     the output width of every variant: the Delta Delta Net gets values of width
     `3 * value_dim + 1`; the Delta MLP uses `key_dim` as the query width d and `value_dim`
-    as the fast hidden width f; the RDN needs `key_dim == value_dim`. Extra keyword options
-    (e.g. `version`) are ignored here.
+    as the fast hidden width f; a variant with `equal_key_value_dims` (the RDN) needs
+    `key_dim == value_dim`. Extra keyword options (e.g. `version`) are ignored here.
     """
     variant = registry.get(name)
-    B, T, H, K, V = batch, time, heads, key_dim, value_dim
-    rng = np.random.default_rng(seed)
-
-    def to_jax(x):
-        return jnp.asarray(x.astype(np.float32), dtype)
-
-    def raw(*shape):
-        return rng.standard_normal(shape)
-
-    def elu1(x):
-        return np.where(x > 0, x + 1.0, np.exp(np.minimum(x, 0.0)))
-
-    def mapped(*shape):  # ELU+1 then sum normalisation, as every delta-rule LM layer
-        x = elu1(raw(*shape))
-        return to_jax(x / x.sum(-1, keepdims=True))
-
-    def beta(*shape):
-        return to_jax(1.0 / (1.0 + np.exp(-raw(*shape))))
-
-    def softmax(*shape):
-        e = np.exp(raw(*shape))
-        return to_jax(e / e.sum(-1, keepdims=True))
-
-    def normal(*shape, scale=1.0):
-        return to_jax(scale * raw(*shape))
-
-    if variant.name == "linear_transformer":
-        return (to_jax(elu1(raw(B, T, H, K))), to_jax(elu1(raw(B, T, H, K))), normal(B, T, H, V)), {}
-    if variant.name == "delta_net":
-        return (mapped(B, T, H, K), mapped(B, T, H, K), normal(B, T, H, V), beta(B, T, H)), {}
-    if variant.name == "delta_delta_net":
-        return (mapped(B, T, H, K), mapped(B, T, H, K), normal(B, T, H, 3 * V + 1), beta(B, T, H)), {}
-    if variant.name == "delta_mlp":
-        d, f = K, V
-        k = [mapped(B, T, H, d if i % 2 == 0 else f) for i in range(2 * depth)]
-        v = [normal(B, T, H, f if i % 2 == 0 else d) for i in range(2 * depth)]
-        ln_scale = to_jax(1.0 + 0.1 * raw(depth, d))
-        return (normal(B, T, H, d), k, v, beta(B, T, H, 2 * depth), ln_scale,
-                normal(depth, d, scale=0.1)), {}
-    if variant.name == "delta_rnn":
-        return (mapped(B, T, H, K), mapped(B, T, H, K), normal(B, T, H, V), beta(B, T, H),
-                softmax(B, T, H, V), normal(B, T, H, V), beta(B, T, H)), {}
-    if variant.name == "delta_lstm":
-        G = 3
-        return (mapped(B, T, H, G, K), mapped(B, T, H, G, K), normal(B, T, H, G, V), beta(B, T, H, G),
-                softmax(B, T, H, G, V), normal(B, T, H, G, V), beta(B, T, H, G)), {}
-    if variant.name == "recurrent_delta_net":
-        if K != V:
-            raise ValueError("recurrent_delta_net needs key_dim == value_dim")
-        from fastweights.ops.recurrent_delta_net import Params
-        std = K ** -0.5  # the official initialisation of the slow recurrent weights
-        params = Params(*(normal(H, K, K, scale=std) for _ in range(3)), normal(H, K, scale=std))
-        return (normal(B, T, H, K), normal(B, T, H, K), normal(B, T, H, K), normal(B, T, H)), {"params": params}
-    raise ValueError(f"example_inputs: {name!r} has no functional core")
+    if not variant.has_core:
+        raise ValueError(f"example_inputs: {name!r} has no functional core")
+    if variant.equal_key_value_dims and key_dim != value_dim:
+        raise ValueError(f"{variant.name} needs key_dim == value_dim")
+    return variant.example_inputs(Draw(seed, dtype), Dims(batch, time, heads, key_dim, value_dim, depth))
 
 
-# Leading arguments of each variant's `step` that carry a time axis (the rest, like the
-# Delta MLP's LayerNorm parameters, pass through unsliced).
-_NUM_TIME_ARGS = {"delta_mlp": 4}
+def _num_time_args(variant, args: tuple[Any, ...]) -> int:
+    return len(args) if variant.time_inputs is None else variant.time_inputs
 
 
 def slice_time(name: str, args: tuple[Any, ...], start: int, stop: int) -> tuple[Any, ...]:
     """`args` of variant `name` with the per-step inputs restricted to steps `[start, stop)`."""
-    n_time = _NUM_TIME_ARGS.get(registry.get(name).name, len(args))
+    n_time = _num_time_args(registry.get(name), args)
     return tuple(jax.tree.map(lambda a: a[:, start:stop], x) if i < n_time else x
                  for i, x in enumerate(args))
 
 
 @functools.lru_cache(maxsize=None)
 def _jitted_step(name: str, option_items: tuple[tuple[str, Any], ...]):
-    step, options = registry.get(name).module.step, dict(option_items)
+    step, options = registry.get(name).step, dict(option_items)
     return jax.jit(lambda state, x_t, rest, kwargs: step(state, *x_t, *rest, **options, **kwargs))
 
 
@@ -171,7 +123,7 @@ def step_by_step(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], st
     """Runs the variant's `step` token by token in a Python loop (one jitted call per step):
     the streaming form that every sequence form must equal."""
     variant = registry.get(name)
-    n_time = _NUM_TIME_ARGS.get(variant.name, len(args))
+    n_time = _num_time_args(variant, args)
     step = _jitted_step(variant.name, tuple(sorted((k, v) for k, v in options.items() if k != "depth")))
     outputs = []
     for t in range(jax.tree.leaves(args[0])[0].shape[1]):

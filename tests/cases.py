@@ -12,28 +12,17 @@ from fastweights import registry
 from fastweights.testing import example_inputs, step_by_step
 from fastweights.testing import slice_time as _slice_time
 
-# (variant, options): every variant, every version, both normaliser settings, two depths.
+# (variant, options): every core with every option set its spec lists (every version, both
+# normaliser settings, two depths, ...).
 CASES: list[tuple[str, dict[str, Any]]] = [
-    ("linear_transformer", {}),
-    ("linear_transformer", {"normalize": True}),
-    ("delta_net", {}),
-    ("delta_mlp", {"depth": 1}),
-    ("delta_mlp", {"depth": 2}),
-    ("delta_delta_net", {}),
-    ("delta_rnn", {"version": 1}),
-    ("delta_rnn", {"version": 2}),
-    ("delta_lstm", {"version": 1}),
-    ("delta_lstm", {"version": 2}),
-    ("delta_lstm", {"version": 3}),
-    ("delta_lstm", {"version": 4}),
-    ("recurrent_delta_net", {}),
-]
+    (name, dict(options)) for name, variant in registry.VARIANTS.items() if variant.has_core
+    for options in variant.cases]
 
 
 def cpu_forms(name: str) -> tuple[str, ...]:
-    """The forms of `name` that run on this CPU (the Pallas GPU kernels have their own
+    """The forms of `name` that run on this CPU (the Pallas kernels have their own
     interpret-mode tests: tests/ops/test_pallas_*.py)."""
-    return tuple(f for f in registry.get(name).forms if not f.startswith("pallas"))
+    return tuple(n for n, form in registry.get(name).implementations.items() if form.backend is None)
 
 
 def case_id(case: tuple[str, dict[str, Any]]) -> str:
@@ -42,9 +31,10 @@ def case_id(case: tuple[str, dict[str, Any]]) -> str:
 
 
 def make_inputs(case, seed=0, **shape):
-    """`(args, kwargs)` for a case; the RDN gets value_dim = key_dim."""
+    """`(args, kwargs)` for a case; a core that needs equal key and value dims (the RDN)
+    gets value_dim = key_dim."""
     name, options = case
-    if name == "recurrent_delta_net":
+    if registry.get(name).equal_key_value_dims:
         shape["value_dim"] = shape.get("key_dim", 4)
     return example_inputs(name, seed, **shape, **options)
 

@@ -19,6 +19,17 @@ def test_readme_forms_table_names_real_forms():
                 assert form in fw.VARIANTS[name].forms, (form, name)
 
 
+def test_variant_readmes_list_the_spec_forms():
+    from fastweights.ops.common.sequence import KNOWN_IMPLEMENTATIONS
+    for name, variant in fw.VARIANTS.items():
+        if not variant.has_core:
+            continue
+        text = (Path(fw.ops.__file__).parent / name / "README.md").read_text()
+        block = text.split("\nForms: ", 1)[1].split("\n\n", 1)[0]
+        listed = [n for n in re.findall(r"`(\w+)`", block) if n in KNOWN_IMPLEMENTATIONS]
+        assert listed == list(variant.forms), name
+
+
 def test_every_core_is_exported():
     for name, variant in fw.VARIANTS.items():
         if variant.family != "baseline":

@@ -59,13 +59,10 @@ class LayerConfig:
     chunk_size: int | None = None
 
 
-_NO_LM_SCALE = {("delta_mlp", None), ("delta_delta_net", None), ("delta_rnn", 1), ("delta_lstm", 1)}
-_ALWAYS_EPS = ("delta_mlp", "delta_delta_net")
-
-
 def resolve_layer(config: LayerConfig) -> tuple[str, dict[str, Any]]:
-    """`(canonical variant name, every option filled in)`; raises `ValueError` for an
-    unknown variant, convention or feature map, or an option the variant does not have."""
+    """`(canonical variant name, every option filled in)` from the variant's
+    `SPEC.layer` defaults; raises `ValueError` for an unknown variant, convention or
+    feature map, or an option the variant does not have."""
     variant, implied = registry.resolve(config.variant)
     name = variant.name
     convention = config.convention
@@ -82,39 +79,53 @@ def resolve_layer(config: LayerConfig) -> tuple[str, dict[str, Any]]:
         if options[key] is None:
             options[key] = value
     options.pop("variant")
-    lm = convention == "lm"
-    if name == "delta_rnn":
-        options["version"] = options["version"] or 2
-        if options["version"] not in (1, 2):
-            raise ValueError(f"delta_rnn has versions 1 and 2, got {options['version']}")
-    elif name == "delta_lstm":
-        options["version"] = options["version"] or 4
-        if options["version"] not in (1, 2, 3, 4):
-            raise ValueError(f"delta_lstm has versions 1-4, got {options['version']}")
-    elif options["version"] is not None:
-        raise ValueError(f"{name} has no versions (version={options['version']})")
-    if options["normalize"] and name != "linear_transformer":
-        raise ValueError(f"normalize= is an option of linear_transformer only, not {name}")
+    options["version"] = _version(variant, options["version"])
+    _check_own_options(variant, options)
     options["normalize"] = bool(options["normalize"])
-    if name == "recurrent_delta_net":
-        # The RDN applies its softmaxes inside the recurrence, after the recurrent term.
+    if variant.layer is None:  # a baseline: the block builds its own mixer from `window`
+        if options["feature_map"] not in (None, *FEATURE_MAPS):
+            raise ValueError(f"unknown feature_map {options['feature_map']!r}; valid: {', '.join(FEATURE_MAPS)}")
+        return name, options
+    defaults = variant.layer.defaults(convention, options["version"])
+    if defaults["feature_map"] is None:  # raw queries and keys (the RDN's softmaxes come later)
         if options["feature_map"] is not None or options["sum_norm"]:
-            raise ValueError("recurrent_delta_net takes raw queries and keys: it has no feature_map or sum_norm")
-        options["sum_norm"] = False
-    elif options["feature_map"] is None:
-        softmax = name == "delta_rnn" and (options["version"] == 1 or convention == "rl")
-        options["feature_map"] = "softmax" if softmax else "elu_p1"
-    if name != "recurrent_delta_net" and options["feature_map"] not in FEATURE_MAPS:
-        raise ValueError(f"unknown feature_map {options['feature_map']!r}; valid: {', '.join(FEATURE_MAPS)}")
+            raise ValueError(f"{name} takes raw queries and keys: it has no feature_map or sum_norm")
+    else:
+        if options["feature_map"] is None:
+            options["feature_map"] = defaults["feature_map"]
+        if options["feature_map"] not in FEATURE_MAPS:
+            raise ValueError(f"unknown feature_map {options['feature_map']!r}; valid: {', '.join(FEATURE_MAPS)}")
     if options["sum_norm"] is None:
-        options["sum_norm"] = (variant.family != "sum" or convention == "rl") \
-            and options["feature_map"] != "softmax"
-    if options["sum_norm_eps"] is None:
-        options["sum_norm_eps"] = 1e-5 if (convention == "rl" or name in _ALWAYS_EPS) else 0.0
-    if options["output_scale"] is None:
-        options["output_scale"] = lm and (name, options["version"]) not in _NO_LM_SCALE \
-            and variant.family != "baseline"
+        options["sum_norm"] = variant.layer.sum_norm_default(convention, options["feature_map"])
+    for key in ("sum_norm_eps", "output_scale"):
+        if options[key] is None:
+            options[key] = defaults[key]
     return name, options
+
+
+def _version(variant, version: int | None) -> int | None:
+    if not variant.versions:
+        if version is not None:
+            raise ValueError(f"{variant.name} has no versions (version={version})")
+        return None
+    version = version or variant.default_version
+    if version not in variant.versions:
+        listed = (" and ".join(map(str, variant.versions)) if len(variant.versions) == 2
+                  else f"{variant.versions[0]}-{variant.versions[-1]}")
+        raise ValueError(f"{variant.name} has versions {listed}, got {version}")
+    return version
+
+
+def _check_own_options(variant, options: dict[str, Any]) -> None:
+    """A variant-specific field that is off by default (None) must stay off for the others."""
+    defaults = {f.name: f.default for f in dataclasses.fields(LayerConfig)}
+    owners: dict[str, list[str]] = {}
+    for other in registry.VARIANTS.values():
+        for field in other.layer.options if other.layer else ():
+            owners.setdefault(field, []).append(other.name)
+    for field, names in owners.items():
+        if defaults[field] is None and options[field] and variant.name not in names:
+            raise ValueError(f"{field}= is an option of {', '.join(names)} only, not {variant.name}")
 
 
 def _layer_ids() -> str:

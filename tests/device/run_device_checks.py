@@ -36,14 +36,11 @@ from fastweights.testing import TOLERANCES, example_inputs  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
-CHECKS = [  # (variant, options, implementation)
-    ("delta_net", {}, "chunked"), ("delta_net", {}, "pallas_gpu"), ("delta_net", {}, "pallas_gpu_recurrent"),
-    ("linear_transformer", {"normalize": True}, "chunked"), ("linear_transformer", {"normalize": True}, "pallas_gpu"),
-    ("delta_mlp", {"depth": 2}, "chunked"), ("delta_delta_net", {}, "chunked"),
-    ("delta_rnn", {"version": 2}, "pallas_gpu"), ("delta_rnn", {"version": 1}, "pallas_gpu"),
-    ("delta_lstm", {"version": 4}, "pallas_gpu"), ("delta_lstm", {"version": 1}, "pallas_gpu"),
-    ("recurrent_delta_net", {}, "pallas_gpu"),
-]
+# (variant, options, implementation): every non-reference form that runs on a GPU, for every
+# option set of the variant's spec.
+CHECKS = [(name, dict(options), impl) for name, variant in fw.VARIANTS.items() if variant.has_core
+          for options in variant.cases
+          for impl, form in variant.implementations.items() if impl != "recurrent" and form.backend in (None, "gpu")]
 
 
 def _errors(actual, expected):
@@ -175,7 +172,7 @@ def main():
     if a.quick:
         big, small = dict(big, batch=1, time=128, heads=2), dict(small, batch=2, time=32, heads=2)
     tokens = big["batch"] * big["time"]
-    for impl in ("pallas_gpu", "chunked", "pallas_gpu_recurrent", "recurrent"):
+    for impl in ("pallas_gpu_chunked", "chunked", "pallas_gpu_sequential", "recurrent"):
         try:
             t_train, t_fwd = time_jax("delta_net", impl, {}, jnp.bfloat16, big)
             row = dict(case="delta_net B8 T4096 H8 d64 bf16", impl=impl, fwd_bwd_ms=t_train * 1e3,
@@ -197,8 +194,11 @@ def main():
     save()
 
     tokens = small["batch"] * small["time"]
-    for name, options in [("delta_rnn", {"version": 2}), ("delta_lstm", {"version": 4}), ("recurrent_delta_net", {})]:
-        for impl in ("pallas_gpu", "recurrent", "scan_autodiff"):
+    for name, variant in fw.VARIANTS.items():
+        if variant.family != "recurrent":
+            continue
+        options = dict(variant.paper_options)
+        for impl in ("pallas_gpu_sequential", "recurrent", "scan_autodiff"):
             try:
                 t_train, t_fwd = time_jax(name, impl, options, jnp.float32, small)
                 row = dict(case=f"{name} WT103-small B96 T256 H8 d16 f32", impl=impl, fwd_bwd_ms=t_train * 1e3,

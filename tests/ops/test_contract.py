@@ -95,19 +95,19 @@ def test_long_sequence_with_paper_feature_maps_stays_finite(case):
         assert np.abs(x).max() < bound, f"{name} grew to {np.abs(x).max():.3g}"
 
 
-@pytest.mark.parametrize("name", ["delta_rnn", "delta_lstm", "recurrent_delta_net"])
+@pytest.mark.parametrize("name", [n for n, v in registry.VARIANTS.items() if v.family == "recurrent"])
 def test_checkpointed_scan_equals_plain_scan(name):
     """Blocks of steps under jax.checkpoint (the memory-saving default of `recurrent`) change
     neither values nor gradients, including a ragged tail."""
     from fastweights.ops.common.sequence import scan_time
 
-    module = registry.get(name).module
+    step_fn = registry.get(name).step
     args, kwargs = make_inputs((name, {}), 30, batch=1, heads=2, time=11, key_dim=4, value_dim=4)
     _, zero_final = run((name, {}), args, kwargs)
     state0 = random_state(jax.random.PRNGKey(31), zero_final)
 
     def loss(args, state, checkpoint_every):
-        step = lambda s, *x: module.step(s, *x, **kwargs)  # noqa: E731
+        step = lambda s, *x: step_fn(s, *x, **kwargs)  # noqa: E731
         out, final = scan_time(step, state, args, checkpoint_every=checkpoint_every)
         return jnp.sum(jnp.sin(out)) + sum(jnp.sum(jnp.cos(x)) for x in jax.tree.leaves(final))
 

@@ -45,12 +45,14 @@ def test_initial_state_is_checked(dn_inputs):
 def test_implementations_fail_fast(dn_inputs):
     rnn_args, _ = make_inputs(("delta_rnn", {}), 0, time=3)
     with pytest.raises(NotImplementedError,
-                       match="'chunked' does not exist .* available: 'pallas_gpu', 'pallas_tpu', 'recurrent'"):
+                       match="'chunked' does not exist .* available: 'pallas_gpu_sequential', 'pallas_tpu_sequential', 'recurrent'"):
         fw.delta_rnn(*rnn_args, implementation="chunked")
     with pytest.raises(ValueError, match="chunk_size must be a positive int"):
         fw.delta_net(*dn_inputs, implementation="chunked", chunk_size=0)
     with pytest.raises(ValueError, match="unknown implementation 'fast'"):
         fw.delta_net(*dn_inputs, implementation="fast")
+    with pytest.raises(ValueError, match="'pallas_gpu' was renamed.*'pallas_gpu_chunked', 'pallas_gpu_sequential'"):
+        fw.delta_net(*dn_inputs, implementation="pallas_gpu")
 
 
 def test_versions_are_checked():
@@ -91,23 +93,25 @@ def test_recurrent_delta_net_params_and_dims():
 
 
 def test_implementation_none_picks_the_measured_order():
-    from fastweights.ops.common.sequence import auto_order, select_implementation
+    from fastweights.ops.common.sequence import Form, auto_order, select_implementation
 
     assert jax.default_backend() == "cpu"
-    assert auto_order(4, 64, jnp.float32, gpu_kernel_measured=True) == ("recurrent",)
-    assert auto_order(64, 64, jnp.bfloat16, gpu_kernel_measured=True) == ("chunked", "recurrent")
-    assert auto_order(64, 16, jnp.float32, gpu_kernel_measured=True) == ("chunked", "recurrent")
-    assert auto_order(64, 8, jnp.float32, gpu_kernel_measured=True) == ("recurrent",)  # d8: the scan
-    forms = {"chunked": None, "pallas_gpu": None, "recurrent": None}
-    order = ("pallas_gpu", "chunked", "recurrent")
-    assert select_implementation("op", None, forms, order=order) == "pallas_gpu"
+    forms = fw.ops.delta_net.FORMS  # a chunked form and auto GPU/TPU kernels
+    assert auto_order(forms, 4, 64, jnp.float32) == ("recurrent",)
+    assert auto_order(forms, 64, 64, jnp.bfloat16) == ("chunked", "recurrent")
+    assert auto_order(forms, 64, 16, jnp.float32) == ("chunked", "recurrent")
+    assert auto_order(forms, 64, 8, jnp.float32) == ("recurrent",)  # d8: the scan
+    assert auto_order({"chunked": Form(None, chunked=True, auto=False)}, 64, 64, jnp.float32) == ("recurrent",)
+    forms = {"chunked": None, "pallas_gpu_chunked": None, "recurrent": None}
+    order = ("pallas_gpu_chunked", "chunked", "recurrent")
+    assert select_implementation("op", None, forms, order=order) == "pallas_gpu_chunked"
     # A form whose `supported` check gives a reason is passed over by None...
-    refuse = {"pallas_gpu": lambda: "needs a GPU"}
+    refuse = {"pallas_gpu_chunked": lambda: "needs a GPU"}
     assert select_implementation("op", None, forms, order=order, supported=refuse) == "chunked"
     # ...but a named one is returned as asked, and then fails with its own reason.
-    assert select_implementation("op", "pallas_gpu", forms, order=order, supported=refuse) == "pallas_gpu"
+    assert select_implementation("op", "pallas_gpu_chunked", forms, order=order, supported=refuse) == "pallas_gpu_chunked"
     q, k, v, beta = make_inputs(("delta_net", {}), 0, time=20, key_dim=16, value_dim=16)[0]
     with pytest.raises(NotImplementedError, match="needs a GPU"):
-        fw.delta_net(q, k, v, beta, implementation="pallas_gpu")
+        fw.delta_net(q, k, v, beta, implementation="pallas_gpu_chunked")
     out, _ = fw.delta_net(q, k, v, beta)  # None on CPU: the chunked form, no error
     assert out.shape == v.shape

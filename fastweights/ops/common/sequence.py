@@ -7,7 +7,10 @@ Dtype policy: inputs may be any float dtype; the state and all accumulation are 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import jax
@@ -16,8 +19,12 @@ import jax.numpy as jnp
 Array = jax.Array
 
 # Every implementation name the library knows; each variant offers a subset.
-KNOWN_IMPLEMENTATIONS = ("recurrent", "chunked", "pallas_gpu", "pallas_gpu_recurrent", "pallas_tpu",
-                         "pallas_tpu_recurrent")
+KNOWN_IMPLEMENTATIONS = ("recurrent", "chunked", "pallas_gpu_chunked", "pallas_gpu_sequential",
+                         "pallas_tpu_chunked", "pallas_tpu_sequential")
+# Names before the forms said chunked or sequential.
+RENAMED = {"pallas_gpu": ("pallas_gpu_chunked", "pallas_gpu_sequential"),
+           "pallas_tpu": ("pallas_tpu_chunked", "pallas_tpu_sequential"),
+           "pallas_gpu_recurrent": ("pallas_gpu_sequential",), "pallas_tpu_recurrent": ("pallas_tpu_sequential",)}
 
 _DIM_NAMES = {"B": "batch", "T": "time", "H": "heads", "K": "key dim", "V": "value dim", "G": "gates",
               "F": "fast hidden dim", "L": "depth", "M": "2 * depth"}
@@ -138,6 +145,31 @@ def run_recurrent(op: str, step: Callable[..., tuple[Any, Array]], inputs: Mappi
     return outputs.astype(out_dtype), state
 
 
+@dataclasses.dataclass(frozen=True)
+class Form:
+    """One implementation of a variant's sequence function (an `implementation=` value).
+
+    Attributes:
+      fn: `fn(*inputs, **options, initial_state=...) -> (outputs, final state)`.
+      chunked: takes `chunk_size=` (a chunkwise-parallel algebra).
+      backend: "gpu" or "tpu" for a Pallas kernel compiled for that backend; None: any.
+      auto: `implementation=None` may choose it (kernels only where measured faster).
+      supported: `(*inputs, **options) -> None | reason`: whether it can run these inputs;
+        consulted by `implementation=None` (a named form raises its own reason).
+    """
+    fn: Callable[..., tuple[Any, Any]]
+    chunked: bool = False
+    backend: str | None = None
+    auto: bool = True
+    supported: Callable[..., str | None] | None = None
+
+
+def make_forms(**forms: Form | Callable[..., Any]) -> Mapping[str, Form]:
+    """A read-only forms table (implementation name -> `Form`); a bare function is a `Form`
+    with the defaults."""
+    return MappingProxyType({n: f if isinstance(f, Form) else Form(f) for n, f in forms.items()})
+
+
 # `implementation=None` picks the fastest measured form (BENCHMARKS.md):
 # - CPU: the chunked form from CHUNKED_FROM_TIME steps and CHUNKED_FROM_KEY_DIM key dims on
 #   (2 cores, forward+backward against the scan: B8 H8 d64 T512 4.5-6x; the WT103 layer shape
@@ -146,7 +178,7 @@ def run_recurrent(op: str, step: Callable[..., tuple[Any, Array]], inputs: Mappi
 # - GPU: the chunked form (H200: ~15x the scan), and for 16-bit inputs the chunked Pallas
 #   kernel first where one was measured faster (bf16, B4 T4096 H16 d64: 2.1x the pure-JAX
 #   chunked form for the delta rule, 5x for the sum rule); float32 stays on the pure-JAX
-#   chunked form, since exact float32 dots in the kernel are slower.
+#   chunked form, since exact float32 dots in the kernel are slower. (`Form.auto`)
 # - TPU: for 16-bit inputs the Pallas TPU kernel first (the chunked one where the algebra
 #   allows, else the fused sequential one). Not measured: no TPU was available. Chosen from
 #   the GPU measurements above and the TPU anchors (PERF_ANCHORS: a scan whose state stays in
@@ -156,19 +188,15 @@ CHUNKED_FROM_TIME = 8
 CHUNKED_FROM_KEY_DIM = 16
 
 
-def auto_order(time: int, key_dim: int, dtype: Any, *, gpu_kernel_measured: bool,
-               tpu_kernel: bool = False) -> tuple[str, ...]:
-    """Forms in order of expected speed for this platform, shape and input dtype
-    (`tpu_kernel`: the variant has a `pallas_tpu` form)."""
-    backend, order = jax.default_backend(), []
+def auto_order(forms: Mapping[str, Form], time: int, key_dim: int, dtype: Any) -> tuple[str, ...]:
+    """The names of `forms` in order of expected speed for this platform, shape and input
+    dtype: the auto kernels of this backend (16-bit inputs only), the chunked form, the scan."""
+    backend = jax.default_backend()
     half = jnp.dtype(dtype).itemsize <= 2
-    if gpu_kernel_measured and backend == "gpu" and half:
-        order.append("pallas_gpu")
-    if tpu_kernel and backend == "tpu" and half:
-        order.append("pallas_tpu")
-    if time >= CHUNKED_FROM_TIME and (backend != "cpu" or key_dim >= CHUNKED_FROM_KEY_DIM):
-        order.append("chunked")
-    return (*order, "recurrent")
+    kernels = [n for n, f in forms.items() if f.backend == backend and f.auto and half]
+    chunked = [n for n, f in forms.items() if f.backend is None and f.chunked and f.auto
+               and time >= CHUNKED_FROM_TIME and (backend != "cpu" or key_dim >= CHUNKED_FROM_KEY_DIM)]
+    return (*kernels, *chunked, "recurrent")
 
 
 def select_implementation(op: str, implementation: str | None, available: Mapping[str, Any], *,
@@ -189,7 +217,27 @@ def select_implementation(op: str, implementation: str | None, available: Mappin
     if implementation in available:
         return implementation
     names = ", ".join(repr(n) for n in available)
+    if implementation in RENAMED:
+        raise ValueError(f"{op}: implementation {implementation!r} was renamed: the forms now say chunked or "
+                         f"sequential ({', '.join(repr(n) for n in RENAMED[implementation])}); available: {names}")
     if implementation in KNOWN_IMPLEMENTATIONS:
         raise NotImplementedError(
             f"{op}: implementation {implementation!r} does not exist for this variant (yet); available: {names}")
     raise ValueError(f"{op}: unknown implementation {implementation!r}; available: {names}")
+
+
+def dispatch(op: str, forms: Mapping[str, Form], implementation: str | None, inputs: Sequence[Any], *,
+             initial_state: Any = None, chunk_size: int | None = None, **options: Any) -> tuple[Any, Any]:
+    """Runs `inputs` through the chosen form of `op`: the body of every public function.
+
+    `options` are the variant's own keyword arguments (`normalize`, `version`, `params`, ...);
+    `chunk_size` reaches the chunked forms only. The choice reads the time and key dim of
+    the first input, `[B, T, ..., K]`.
+    """
+    first = inputs[0]
+    call = {n: dict(options, chunk_size=chunk_size) if f.chunked else dict(options) for n, f in forms.items()}
+    name = select_implementation(
+        op, implementation, forms, order=auto_order(forms, first.shape[1], first.shape[-1], first.dtype),
+        supported={n: functools.partial(f.supported, *inputs, **call[n]) for n, f in forms.items()
+                   if f.supported is not None})
+    return forms[name].fn(*inputs, initial_state=initial_state, **call[name])

@@ -6,12 +6,12 @@ import functools
 
 import jax
 
-from fastweights.ops.common.sequence import auto_order, select_implementation
+from fastweights.ops.common.sequence import Form, dispatch, make_forms
 from fastweights.ops.delta_delta_net import chunked, reference
 
 Array = jax.Array
 
-IMPLEMENTATIONS = {"chunked": chunked.chunked, "recurrent": reference.recurrent}
+FORMS = make_forms(chunked=Form(chunked.chunked, chunked=True), recurrent=reference.recurrent)
 
 
 @functools.partial(jax.jit, static_argnames=("eps", "chunk_size", "implementation"))
@@ -29,14 +29,12 @@ def delta_delta_net(q: Array, k: Array, v: Array, beta: Array, *, eps: float = 1
       beta: first-level write strengths `[B, T, H]`, already sigmoided.
       eps: epsilon of the second level's sum normalisation (official: 1e-5).
       initial_state: `State(W=(W1 [B, H, K, 3d+1], W2 [B, H, d, d]))`; zeros if None.
-      implementation: None (the best available) or one of `IMPLEMENTATIONS`.
+      implementation: None (the best available) or one of `FORMS`.
       chunk_size: steps per chunk of the chunked forms (any T: the last chunk is padded);
         None: 32 on CPU, 64 elsewhere (measured, BENCHMARKS.md).
 
     Returns:
       `(o [B, T, H, d] in the input dtype, final State in float32)`.
     """
-    name = select_implementation("delta_delta_net", implementation, IMPLEMENTATIONS,
-                                 order=auto_order(q.shape[1], q.shape[-1], q.dtype, gpu_kernel_measured=False))
-    options = dict(chunk_size=chunk_size) if name == "chunked" else {}
-    return IMPLEMENTATIONS[name](q, k, v, beta, eps=eps, initial_state=initial_state, **options)
+    return dispatch("delta_delta_net", FORMS, implementation, (q, k, v, beta), initial_state=initial_state,
+                    chunk_size=chunk_size, eps=eps)

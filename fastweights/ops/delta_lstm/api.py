@@ -6,13 +6,16 @@ import functools
 
 import jax
 
-from fastweights.ops.common.sequence import auto_order, select_implementation
+from fastweights.ops.common.sequence import Form, dispatch, make_forms
 from fastweights.ops.delta_lstm import pallas_gpu, pallas_tpu, reference
 
 Array = jax.Array
 
-IMPLEMENTATIONS = {"pallas_gpu": pallas_gpu.delta_lstm, "pallas_tpu": pallas_tpu.delta_lstm,
-                   "recurrent": reference.recurrent}
+FORMS = make_forms(
+    pallas_gpu_sequential=Form(pallas_gpu.delta_lstm, backend="gpu", auto=False),
+    pallas_tpu_sequential=Form(pallas_tpu.delta_lstm, backend="tpu", supported=pallas_tpu.supported),
+    recurrent=reference.recurrent,
+)
 
 
 @functools.partial(jax.jit, static_argnames=("version", "implementation"))
@@ -34,13 +37,10 @@ def delta_lstm(q: Array, k: Array, v: Array, beta: Array, rk: Array, rv: Array, 
       version: 1-4 (official `attn_type` 224, 234, 244, 254); 4 is the paper's Delta LSTM.
       initial_state: `State(W [B, H, 3, K, V], R [B, H, 3, V, V], h [B, H, V], c [B, H, V])`;
         zeros if None.
-      implementation: None (the best available) or one of `IMPLEMENTATIONS`.
+      implementation: None (the best available) or one of `FORMS`.
 
     Returns:
       `(h [B, T, H, V] in the input dtype, final State in float32)`.
     """
-    name = select_implementation(
-        "delta_lstm", implementation, IMPLEMENTATIONS,
-        order=auto_order(q.shape[1], q.shape[-1], q.dtype, gpu_kernel_measured=False, tpu_kernel=True),
-        supported={"pallas_tpu": lambda: pallas_tpu.supported(q, k, v, beta, rk, rv, rbeta)})
-    return IMPLEMENTATIONS[name](q, k, v, beta, rk, rv, rbeta, version=version, initial_state=initial_state)
+    return dispatch("delta_lstm", FORMS, implementation, (q, k, v, beta, rk, rv, rbeta), initial_state=initial_state,
+                    version=version)

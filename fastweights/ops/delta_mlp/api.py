@@ -8,12 +8,12 @@ from collections.abc import Sequence
 
 import jax
 
-from fastweights.ops.common.sequence import auto_order, select_implementation
+from fastweights.ops.common.sequence import Form, dispatch, make_forms
 from fastweights.ops.delta_mlp import chunked, reference
 
 Array = jax.Array
 
-IMPLEMENTATIONS = {"chunked": chunked.chunked, "recurrent": reference.recurrent}
+FORMS = make_forms(chunked=Form(chunked.chunked, chunked=True), recurrent=reference.recurrent)
 
 
 @functools.partial(jax.jit, static_argnames=("depth", "eps", "ln_eps", "chunk_size", "implementation"))
@@ -36,15 +36,12 @@ def delta_mlp(q: Array, k: Sequence[Array], v: Sequence[Array], beta: Array, ln_
       ln_eps: LayerNorm epsilon.
       initial_state: `State(W=(2*depth matrices))`; zeros if None. (The official layer
         ignores carried fast weights; here they are used.)
-      implementation: None (the best available) or one of `IMPLEMENTATIONS`.
+      implementation: None (the best available) or one of `FORMS`.
       chunk_size: steps per chunk of the chunked forms (any T: the last chunk is padded);
         None: 32 on CPU, 64 elsewhere (measured, BENCHMARKS.md).
 
     Returns:
       `(a_depth [B, T, H, d] in the input dtype, final State in float32)`.
     """
-    name = select_implementation("delta_mlp", implementation, IMPLEMENTATIONS,
-                                 order=auto_order(q.shape[1], q.shape[-1], q.dtype, gpu_kernel_measured=False))
-    options = dict(chunk_size=chunk_size) if name == "chunked" else {}
-    return IMPLEMENTATIONS[name](q, k, v, beta, ln_scale, ln_bias, depth=depth, eps=eps,
-                                 ln_eps=ln_eps, initial_state=initial_state, **options)
+    return dispatch("delta_mlp", FORMS, implementation, (q, k, v, beta, ln_scale, ln_bias), initial_state=initial_state,
+                    chunk_size=chunk_size, depth=depth, eps=eps, ln_eps=ln_eps)

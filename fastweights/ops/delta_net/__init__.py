@@ -1,6 +1,8 @@
-"""`delta_net`: see `reference.py` for the update rule and `api.py` for the public function."""
+"""`delta_net`: see `reference.py` for the update rule, `api.py` for the public function and
+`spec.py` for the description generic code reads (`SPEC`)."""
 
-from fastweights.ops.delta_net.api import IMPLEMENTATIONS, delta_net
+from fastweights.ops.delta_net.api import FORMS, delta_net
 from fastweights.ops.delta_net.reference import State, init_state, recurrent, step
+from fastweights.ops.delta_net.spec import SPEC
 
-__all__ = ["IMPLEMENTATIONS", "State", "init_state", "recurrent", "step", "delta_net"]
+__all__ = ["FORMS", "SPEC", "State", "init_state", "recurrent", "step", "delta_net"]

@@ -6,17 +6,20 @@ import functools
 
 import jax
 
-from fastweights.ops.common.sequence import auto_order, select_implementation
+from fastweights.ops.common.sequence import Form, dispatch, make_forms
 from fastweights.ops.delta_net import (chunked, pallas_gpu, pallas_gpu_recurrent, pallas_tpu,
                                        pallas_tpu_recurrent, reference)
 
 Array = jax.Array
 
-IMPLEMENTATIONS = {
-    "chunked": chunked.chunked, "pallas_gpu": pallas_gpu.delta_net,
-    "pallas_gpu_recurrent": pallas_gpu_recurrent.delta_net, "pallas_tpu": pallas_tpu.delta_net,
-    "pallas_tpu_recurrent": pallas_tpu_recurrent.delta_net, "recurrent": reference.recurrent,
-}
+FORMS = make_forms(
+    chunked=Form(chunked.chunked, chunked=True),
+    pallas_gpu_chunked=Form(pallas_gpu.delta_net, chunked=True, backend="gpu", supported=pallas_gpu.supported),
+    pallas_gpu_sequential=Form(pallas_gpu_recurrent.delta_net, backend="gpu", auto=False),
+    pallas_tpu_chunked=Form(pallas_tpu.delta_net, chunked=True, backend="tpu", supported=pallas_tpu.supported),
+    pallas_tpu_sequential=Form(pallas_tpu_recurrent.delta_net, backend="tpu", auto=False),
+    recurrent=reference.recurrent,
+)
 
 
 @functools.partial(jax.jit, static_argnames=("chunk_size", "implementation"))
@@ -31,17 +34,12 @@ def delta_net(q: Array, k: Array, v: Array, beta: Array, *,
       v: values `[B, T, H, V]`.
       beta: write strengths `[B, T, H]`, already sigmoided.
       initial_state: `State(W [B, H, K, V])`; zeros if None.
-      implementation: None (the best available) or one of `IMPLEMENTATIONS`.
+      implementation: None (the best available) or one of `FORMS`.
       chunk_size: steps per chunk of the chunked forms (any T: the last chunk is padded);
         None: 32 on CPU, 64 elsewhere (measured, BENCHMARKS.md).
 
     Returns:
       `(o [B, T, H, V] in the input dtype, final State in float32)`.
     """
-    name = select_implementation(
-        "delta_net", implementation, IMPLEMENTATIONS,
-        order=auto_order(q.shape[1], q.shape[-1], q.dtype, gpu_kernel_measured=True, tpu_kernel=True),
-        supported={"pallas_gpu": lambda: pallas_gpu.supported(q, k, v, beta, chunk_size=chunk_size),
-                   "pallas_tpu": lambda: pallas_tpu.supported(q, k, v, beta, chunk_size=chunk_size)})
-    options = dict(chunk_size=chunk_size) if name in ("chunked", "pallas_gpu", "pallas_tpu") else {}
-    return IMPLEMENTATIONS[name](q, k, v, beta, initial_state=initial_state, **options)
+    return dispatch("delta_net", FORMS, implementation, (q, k, v, beta), initial_state=initial_state,
+                    chunk_size=chunk_size)

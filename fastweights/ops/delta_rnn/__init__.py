@@ -1,6 +1,8 @@
-"""`delta_rnn`: see `reference.py` for the update rule and `api.py` for the public function."""
+"""`delta_rnn`: see `reference.py` for the update rule, `api.py` for the public function and
+`spec.py` for the description generic code reads (`SPEC`)."""
 
-from fastweights.ops.delta_rnn.api import IMPLEMENTATIONS, delta_rnn
+from fastweights.ops.delta_rnn.api import FORMS, delta_rnn
 from fastweights.ops.delta_rnn.reference import State, init_state, recurrent, step
+from fastweights.ops.delta_rnn.spec import SPEC
 
-__all__ = ["IMPLEMENTATIONS", "State", "init_state", "recurrent", "step", "delta_rnn"]
+__all__ = ["FORMS", "SPEC", "State", "init_state", "recurrent", "step", "delta_rnn"]

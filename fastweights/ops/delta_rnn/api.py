@@ -6,13 +6,16 @@ import functools
 
 import jax
 
-from fastweights.ops.common.sequence import auto_order, select_implementation
+from fastweights.ops.common.sequence import Form, dispatch, make_forms
 from fastweights.ops.delta_rnn import pallas_gpu, pallas_tpu, reference
 
 Array = jax.Array
 
-IMPLEMENTATIONS = {"pallas_gpu": pallas_gpu.delta_rnn, "pallas_tpu": pallas_tpu.delta_rnn,
-                   "recurrent": reference.recurrent}
+FORMS = make_forms(
+    pallas_gpu_sequential=Form(pallas_gpu.delta_rnn, backend="gpu", auto=False),
+    pallas_tpu_sequential=Form(pallas_tpu.delta_rnn, backend="tpu", supported=pallas_tpu.supported),
+    recurrent=reference.recurrent,
+)
 
 
 @functools.partial(jax.jit, static_argnames=("version", "implementation"))
@@ -33,13 +36,10 @@ def delta_rnn(q: Array, k: Array, v: Array, beta: Array, rk: Array, rv: Array, r
         `softmax_eps` to the previous raw output inside; 1 (`attn_type` 124) applies an
         exact softmax to the new output.
       initial_state: `State(W [B, H, K, V], R [B, H, V, V], y [B, H, V])`; zeros if None.
-      implementation: None (the best available) or one of `IMPLEMENTATIONS`.
+      implementation: None (the best available) or one of `FORMS`.
 
     Returns:
       `(y [B, T, H, V] in the input dtype, final State in float32)`.
     """
-    name = select_implementation(
-        "delta_rnn", implementation, IMPLEMENTATIONS,
-        order=auto_order(q.shape[1], q.shape[-1], q.dtype, gpu_kernel_measured=False, tpu_kernel=True),
-        supported={"pallas_tpu": lambda: pallas_tpu.supported(q, k, v, beta, rk, rv, rbeta)})
-    return IMPLEMENTATIONS[name](q, k, v, beta, rk, rv, rbeta, version=version, initial_state=initial_state)
+    return dispatch("delta_rnn", FORMS, implementation, (q, k, v, beta, rk, rv, rbeta), initial_state=initial_state,
+                    version=version)

@@ -6,15 +6,19 @@ import functools
 
 import jax
 
-from fastweights.ops.common.sequence import auto_order, select_implementation
+from fastweights.ops.common.sequence import Form, dispatch, make_forms
 from fastweights.ops.linear_transformer import chunked, pallas_gpu, pallas_tpu, reference
 
 Array = jax.Array
 
-IMPLEMENTATIONS = {
-    "chunked": chunked.chunked, "pallas_gpu": pallas_gpu.linear_transformer,
-    "pallas_tpu": pallas_tpu.linear_transformer, "recurrent": reference.recurrent,
-}
+FORMS = make_forms(
+    chunked=Form(chunked.chunked, chunked=True),
+    pallas_gpu_chunked=Form(pallas_gpu.linear_transformer, chunked=True, backend="gpu",
+                            supported=lambda q, k, v, *, chunk_size, **_: pallas_gpu.supported(q, k, v, chunk_size=chunk_size)),
+    pallas_tpu_chunked=Form(pallas_tpu.linear_transformer, chunked=True, backend="tpu",
+                            supported=lambda q, k, v, *, chunk_size, **_: pallas_tpu.supported(q, k, v, chunk_size=chunk_size)),
+    recurrent=reference.recurrent,
+)
 
 
 @functools.partial(jax.jit, static_argnames=("normalize", "eps", "chunk_size", "implementation"))
@@ -32,7 +36,7 @@ def linear_transformer(q: Array, k: Array, v: Array, *, normalize: bool = False,
         including step t (the official `attn_type` 34 without `--skip_attn_normalization`).
       eps: added to the normaliser.
       initial_state: `State(W [B, H, K, V], z [B, H, K])`; zeros if None.
-      implementation: None (the best available) or one of `IMPLEMENTATIONS`.
+      implementation: None (the best available) or one of `FORMS`.
       chunk_size: steps per chunk of the chunked forms (any T: the last chunk is padded);
         None: 32 on CPU, 64 elsewhere (measured, BENCHMARKS.md).
 
@@ -40,11 +44,5 @@ def linear_transformer(q: Array, k: Array, v: Array, *, normalize: bool = False,
       `(o [B, T, H, V] in the input dtype, final State in float32)`. No `1/sqrt(d)` scale:
       that belongs to the layer.
     """
-    name = select_implementation(
-        "linear_transformer", implementation, IMPLEMENTATIONS,
-        order=auto_order(q.shape[1], q.shape[-1], q.dtype, gpu_kernel_measured=True, tpu_kernel=True),
-        supported={"pallas_gpu": lambda: pallas_gpu.supported(q, k, v, chunk_size=chunk_size),
-                   "pallas_tpu": lambda: pallas_tpu.supported(q, k, v, chunk_size=chunk_size)})
-    options = dict(chunk_size=chunk_size) if name in ("chunked", "pallas_gpu", "pallas_tpu") else {}
-    return IMPLEMENTATIONS[name](q, k, v, normalize=normalize, eps=eps, initial_state=initial_state,
-                                 **options)
+    return dispatch("linear_transformer", FORMS, implementation, (q, k, v), initial_state=initial_state,
+                    chunk_size=chunk_size, normalize=normalize, eps=eps)

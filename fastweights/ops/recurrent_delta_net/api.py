@@ -8,13 +8,16 @@ from collections.abc import Mapping
 
 import jax
 
-from fastweights.ops.common.sequence import auto_order, select_implementation
+from fastweights.ops.common.sequence import Form, dispatch, make_forms
 from fastweights.ops.recurrent_delta_net import pallas_gpu, pallas_tpu, reference
 
 Array = jax.Array
 
-IMPLEMENTATIONS = {"pallas_gpu": pallas_gpu.recurrent_delta_net, "pallas_tpu": pallas_tpu.recurrent_delta_net,
-                   "recurrent": reference.recurrent}
+FORMS = make_forms(
+    pallas_gpu_sequential=Form(pallas_gpu.recurrent_delta_net, backend="gpu", auto=False),
+    pallas_tpu_sequential=Form(pallas_tpu.recurrent_delta_net, backend="tpu", supported=pallas_tpu.supported),
+    recurrent=reference.recurrent,
+)
 
 
 @functools.partial(jax.jit, static_argnames=("implementation",))
@@ -33,13 +36,9 @@ def recurrent_delta_net(q: Array, k: Array, v: Array, beta: Array, *,
         the slow recurrent weights, applied as `R^T tanh(y_{t-1})` and `r_b . tanh(y_{t-1})`.
         `init_params` draws them as the official code does.
       initial_state: `State(W [B, H, D, D], y [B, H, D])`; zeros if None.
-      implementation: None (the best available) or one of `IMPLEMENTATIONS`.
+      implementation: None (the best available) or one of `FORMS`.
 
     Returns:
       `(y [B, T, H, D] in the input dtype, final State in float32)`.
     """
-    name = select_implementation(
-        "recurrent_delta_net", implementation, IMPLEMENTATIONS,
-        order=auto_order(q.shape[1], q.shape[-1], q.dtype, gpu_kernel_measured=False, tpu_kernel=True),
-        supported={"pallas_tpu": lambda: pallas_tpu.supported(q, k, v, beta, params=params)})
-    return IMPLEMENTATIONS[name](q, k, v, beta, params=params, initial_state=initial_state)
+    return dispatch("recurrent_delta_net", FORMS, implementation, (q, k, v, beta), initial_state=initial_state, params=params)
