@@ -16,6 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from fastweights.ops.common.spec import normal  # noqa: F401 (re-exported: the same draw for every init)
+
 Array = jax.Array
 
 # "lm": the language-modelling code's `weights_init` (PAPER_SPEC 3.1): Linear and Embedding
@@ -53,12 +55,6 @@ def broadcast_to_rank(a: Array, ndim: int) -> Array:
     """`a` with leading unit axes up to `ndim` (explicit, so it works under
     `jax_numpy_rank_promotion="raise"`)."""
     return a.reshape((1,) * (ndim - a.ndim) + a.shape)
-
-
-def normal(key: Array, shape: Sequence[int], std: float, dtype=jnp.float32) -> Array:
-    """`N(0, std^2)` of `shape`, drawn flat: threefry compiles far more slowly on CPU for
-    small rank-3/4 shapes than for the same count flat (seconds per module init)."""
-    return std * jax.random.normal(key, (math.prod(shape),), dtype).reshape(tuple(shape))
 
 
 def _uniform(key: Array, shape: Sequence[int], bound: float, dtype) -> Array:
