@@ -1,46 +1,22 @@
-"""Sequential ListOps (Irie et al. 2021): generator and reader of the official text format.
-
-An example is a prefix expression over the digits 0..9, e.g. `[MAX 3 [MIN 4 5 ] 7 ]` (value
-7). Each line of a data file is `"{length} {target} {tokens}"`: `length` is the number of
-expression tokens, `target` the value of the expression; single spaces, no trailing space.
-
-Generator. With the defaults (the paper preset) it reproduces the official script
-(`algorithmic/utils/nyu_listops.py` of IDSIA/recurrent-fwp) byte for byte: one
-`random.Random(seed)` stream for train, valid and test in that order; a tree node at level
-`d` (root 1) draws `r = random()` when `d < max_depth` (else `r = 1`) and is a leaf
-`choice(range(10))` when `r > value_p and d > 1` (the root draws `r` too but is always an
-operator); an operator node draws `randint(2, max_args)` arguments, generates them in order
-at level `d + 1`, and only then draws its operator `choice(operators)`. A tree is kept when
-its deepest leaf is at level `only_depth` (rejected trees still consume their draws), so
-`only_depth = k` means an operator nesting depth of `k - 1` ("depth 10" is `only_depth=11`).
-The file names carry `max401min299` like the official ones although no length filter exists.
-
-Reader. `build_vocab` / `read_file` / `load_splits` follow the official loader
-(`algorithmic/listops_data.py`): the vocabulary is built from the train file in order of
-first occurrence, without special tokens; padding uses id 0 (which is also a real token:
-harmless, because a causal model is read out at index `length - 1` only).
-
-Command line: `python -m fastweights.data.listops --out DIR --only-depth 11`.
-"""
+"""ListOps generator: expressions drawn as the official script draws them, and the writer of
+the official `{split}_a{A}d{D}max401min299dep{k}.txt` files."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-SPLITS = ("train", "valid", "test")
+from fastweights.data.listops.format import CLOSE, SPLITS, file_name
+
 SIZES: Mapping[str, int] = {"train": 10000, "valid": 1000, "test": 1000}
-NUM_CLASSES = 10
-CLOSE = "]"
 
 
 def _median(args: Sequence[int]) -> int:
@@ -103,7 +79,8 @@ class ListOpsConfig:
 
     def file_name(self, split: str) -> str:
         """The official file name (the length bounds 401/299 are fixed, as in the official)."""
-        return f"{split}_a{self.max_args}d{self.max_depth}max401min299dep{self.only_depth}.txt"
+        return file_name(split, max_args=self.max_args, max_depth=self.max_depth,
+                         only_depth=self.only_depth)
 
 
 # Paper presets, and small ones for CPU-sized runs (shallow trees, few arguments).
@@ -287,189 +264,3 @@ def write_files(out_dir: str | os.PathLike, only_depth: int = 11, *,
                   f"max {max(lengths)}; {time.monotonic() - start:.1f}s)",
                   file=sys.stderr, flush=True)
     return paths
-
-
-# ----------------------------------------------------------------------------- reader
-
-
-class ListOpsFormatError(ValueError):
-    """A malformed line of a ListOps file; the message starts with `file:line:`."""
-
-
-class Vocabulary:
-    """Token <-> id in order of first occurrence (ids from 0, no special tokens)."""
-
-    def __init__(self, tokens: Iterable[str] = ()):
-        self.tokens: list[str] = []
-        self.index: dict[str, int] = {}
-        for t in tokens:
-            self.add(t)
-
-    def add(self, token: str) -> int:
-        if token not in self.index:
-            self.index[token] = len(self.tokens)
-            self.tokens.append(token)
-        return self.index[token]
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def __contains__(self, token: str) -> bool:
-        return token in self.index
-
-    def encode(self, tokens: Iterable[str]) -> np.ndarray:
-        return np.array([self.index[t] for t in tokens], dtype=np.int32)
-
-    def decode(self, ids: Iterable[int]) -> list[str]:
-        return [self.tokens[i] for i in ids]
-
-
-@dataclasses.dataclass
-class ListOpsSplit:
-    """One file, as read.
-
-    Attributes:
-      inputs: per example, the token ids (int32, unpadded, `len == lengths[i]`).
-      lengths: int32 `[N]`, the length field (= token count).
-      labels: int32 `[N]`, the targets in `[0, 10)`.
-      path: the file read.
-    """
-    inputs: list[np.ndarray]
-    lengths: np.ndarray
-    labels: np.ndarray
-    path: Path
-
-    def __len__(self) -> int:
-        return len(self.inputs)
-
-    @property
-    def index(self) -> np.ndarray:
-        """The read-out position `length - 1` (what the official loader stores)."""
-        return self.lengths - 1
-
-    def padded(self, pad_id: int = 0, max_len: int | None = None) -> np.ndarray:
-        """int32 `[N, max_len]` (default: the longest example), right-padded with `pad_id`."""
-        longest = int(self.lengths.max(initial=0))
-        max_len = longest if max_len is None else max_len
-        if max_len < longest:
-            raise ValueError(f"max_len {max_len} < longest example {longest} in {self.path}")
-        out = np.full((len(self.inputs), max_len), pad_id, dtype=np.int32)
-        for i, ids in enumerate(self.inputs):
-            out[i, :len(ids)] = ids
-        return out
-
-
-def _parse_lines(path: Path) -> Iterator[tuple[int, int, list[str]]]:
-    """`(line number, target, tokens)` for each line, with the format checked."""
-    with open(path, encoding="ascii", errors="replace") as f:
-        for lineno, line in enumerate(f, 1):
-            where = f"{path}:{lineno}"
-            fields = line.split()
-            if len(fields) < 3:
-                raise ListOpsFormatError(f"{where}: expected 'LENGTH TARGET TOKENS...', "
-                                         f"got {line.rstrip()!r}")
-            length, target, tokens = fields[0], fields[1], fields[2:]
-            if not length.isdigit() or int(length) != len(tokens):
-                raise ListOpsFormatError(f"{where}: length field {length!r} does not match "
-                                         f"the {len(tokens)} tokens")
-            if not (target.isdigit() and int(target) < NUM_CLASSES):
-                raise ListOpsFormatError(f"{where}: target {target!r} is not a digit "
-                                         f"in [0, {NUM_CLASSES})")
-            depth = 0
-            for j, tok in enumerate(tokens, 1):
-                if depth == 0 and j > 1:
-                    raise ListOpsFormatError(f"{where}: unbalanced brackets (token {j} {tok!r} "
-                                             f"follows the end of the expression)")
-                if tok.startswith("["):
-                    depth += 1
-                elif tok == CLOSE:
-                    depth -= 1
-                    if depth < 0:
-                        raise ListOpsFormatError(f"{where}: unbalanced brackets (token {j} "
-                                                 f"{tok!r} closes nothing)")
-            if depth:
-                raise ListOpsFormatError(f"{where}: unbalanced brackets ({depth} '[' not "
-                                         f"closed)")
-            yield lineno, int(target), tokens
-
-
-def build_vocab(train_path: str | os.PathLike) -> Vocabulary:
-    """The vocabulary of a (train) file: its tokens in order of first occurrence."""
-    vocab = Vocabulary()
-    for _, _, tokens in _parse_lines(Path(train_path)):
-        for t in tokens:
-            vocab.add(t)
-    return vocab
-
-
-def read_file(path: str | os.PathLike, vocab: Vocabulary) -> ListOpsSplit:
-    """Read one file with `vocab`; an unknown token is a `ListOpsFormatError`."""
-    path = Path(path)
-    inputs, lengths, labels = [], [], []
-    for lineno, target, tokens in _parse_lines(path):
-        unknown = [t for t in tokens if t not in vocab]
-        if unknown:
-            raise ListOpsFormatError(f"{path}:{lineno}: token {unknown[0]!r} is not in the "
-                                     f"train vocabulary")
-        inputs.append(vocab.encode(tokens))
-        lengths.append(len(tokens))
-        labels.append(target)
-    return ListOpsSplit(inputs, np.array(lengths, np.int32), np.array(labels, np.int32), path)
-
-
-def load_splits(data_dir: str | os.PathLike, only_depth: int = 11, *, max_args: int = 5,
-                max_depth: int = 20) -> tuple[Vocabulary, dict[str, ListOpsSplit]]:
-    """The official files `{split}_a{A}d{D}max401min299dep{k}.txt` of `data_dir`, read with
-    the vocabulary of the train file; returns `(vocab, {split: ListOpsSplit})`."""
-    names = {s: f"{s}_a{max_args}d{max_depth}max401min299dep{only_depth}.txt" for s in SPLITS}
-    paths = {s: Path(data_dir) / name for s, name in names.items()}
-    missing = [str(p) for p in paths.values() if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(f"missing ListOps files: {', '.join(missing)}")
-    vocab = build_vocab(paths["train"])
-    return vocab, {s: read_file(p, vocab) for s, p in paths.items()}
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    d = ListOpsConfig()
-    p = argparse.ArgumentParser(
-        prog="python -m fastweights.data.listops",
-        description="Write ListOps train/valid/test files in the official format "
-                    "(the defaults reproduce the paper's data; --only-depth 11 is depth 10, "
-                    "16 is depth 15).")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--only-depth", type=int, default=d.only_depth,
-                   help="deepest leaf level, = operator nesting + 1 (default %(default)s)")
-    p.add_argument("--train-size", type=int, default=SIZES["train"])
-    p.add_argument("--valid-size", type=int, default=SIZES["valid"])
-    p.add_argument("--test-size", type=int, default=SIZES["test"])
-    p.add_argument("--operators", default=",".join(d.operators),
-                   help=f"comma-separated, from {','.join(OPERATORS)} (default %(default)s)")
-    p.add_argument("--max-args", type=int, default=d.max_args)
-    p.add_argument("--value-p", type=float, default=d.value_p)
-    p.add_argument("--max-depth", type=int, default=d.max_depth)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--append", action="store_true",
-                   help="append to existing files (what the official script always does)")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    a = p.parse_args(argv)
-    try:
-        paths = write_files(
-            a.out, a.only_depth, train_size=a.train_size, valid_size=a.valid_size,
-            test_size=a.test_size, append=a.append, progress=not a.quiet,
-            operators=tuple(a.operators.split(",")), max_args=a.max_args, value_p=a.value_p,
-            max_depth=a.max_depth, seed=a.seed)
-    except (ValueError, FileExistsError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if not a.quiet:
-        for path in paths.values():
-            print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
