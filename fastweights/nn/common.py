@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from fastweights.ops.common.spec import normal  # noqa: F401 (re-exported: the same draw for every init)
+from fastweights.ops.common.spec import normal
 
 Array = jax.Array
 
