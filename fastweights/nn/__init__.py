@@ -1,11 +1,14 @@
 """Flax NNX layers and models (`pip install fastweights[nn]`).
 
-    >>> from flax import nnx
+    >>> import jax
     >>> from fastweights import nn
-    >>> config = nn.presets.get("wt103_small_delta_net", vocab_size=1000, num_layers=2)
+    >>> config = nn.presets.get("wt103_small_delta_net", vocab_size=1000, num_layers=2, cutoffs=(200, 500))
     >>> model = nn.presets.build(config, rngs=0)
-    >>> hidden, state = model(tokens)               # tokens [B, T] int
-    >>> loss = model.nll(hidden, targets).mean()    # adaptive softmax
+    >>> tokens = jax.random.randint(jax.random.PRNGKey(0), (2, 9), 0, 1000)
+    >>> hidden, state = model(tokens[:, :-1])                 # hidden [B, T, D]
+    >>> loss = model.nll(hidden, tokens[:, 1:]).mean()        # adaptive softmax
+    >>> hidden.shape, bool(jax.numpy.isfinite(loss))
+    ((2, 8, 128), True)
 
 Every layer and model has `init_state(batch_size)` and a call `(inputs, state) -> (out,
 state)`; a sequence processed in segments or token by token equals one pass.

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+import fastweights as fw
 from fastweights.nn import positional, presets
 from fastweights.nn.blocks import Block
 from fastweights.nn.config import LayerConfig, LMConfig, RLCoreConfig, SequenceConfig
@@ -63,6 +64,19 @@ def test_streaming_equals_one_pass(name):
     assert_close(segments, full, "float32_same_algebra", name=f"{name} segments")
     assert_close(tokens, full, "float32_same_algebra", name=f"{name} tokens")
     assert_close(token_state, full_state, "float32_same_algebra", name=f"{name} state")
+
+
+@pytest.mark.parametrize("name", [n for n, v in fw.VARIANTS.items() if v.layer is not None])
+def test_every_variant_streams_in_a_language_model(name):
+    """Every fast-weight variant's layer, with its defaults, inside a one-layer LM: segments
+    and single tokens equal one pass (the presets above cover the paper's models)."""
+    model = LanguageModel(_shrink(LMConfig(layer=LayerConfig(name))), rngs=nnx.Rngs(1))
+    model.eval()
+    inputs = _inputs(model.config)
+    full, full_state = _apply(model, inputs, model.init_state(inputs.shape[0]))
+    segments, segment_state = _stream(model, inputs, SEGMENTS)
+    assert_close(segments, full, "float32_same_algebra", name=f"{name} segments")
+    assert_close(segment_state, full_state, "float32_same_algebra", name=f"{name} state")
 
 
 def test_greedy_generation_is_the_argmax_of_one_pass():
