@@ -209,3 +209,72 @@ def recurrent_delta_net(q, k, v, beta, *, params, state=None):
                 y[b, h] = W[b, h].T @ qt
                 out[b, t, h] = y[b, h]
     return out, {"W": W, "y": y}
+
+
+# ----------------------------------------------------------------------------- layers
+# The slow net's side of each variant in its layer (PAPER_SPEC 1-2, the per-head layouts of
+# 2.2-2.10): `P [B, T, H, width]` is the slow projection in the official per-head order,
+# `phi` the feature map (and sum normalisation) of queries and keys, `d` the head dim, `f`
+# the Delta MLP's fast hidden width and `slow` the layer's other slow parameters (NumPy
+# arrays). Each returns the core's outputs `[B, T, H, d]`.
+
+def _apply(fn, x):
+    """`fn` on every vector along the last axis."""
+    return np.apply_along_axis(fn, -1, x)
+
+
+def _cut(P, lo, n):
+    return P[..., lo:lo + n]
+
+
+def layer_linear_transformer(P, phi, d, f, slow, *, normalize):
+    return linear_transformer(phi(_cut(P, 0, d)), phi(_cut(P, d, d)), _cut(P, 2 * d, d), normalize=normalize)[0]
+
+
+def layer_delta_net(P, phi, d, f, slow):
+    return delta_net(phi(_cut(P, 0, d)), phi(_cut(P, d, d)), _cut(P, 2 * d, d), sigmoid(P[..., 3 * d]))[0]
+
+
+def layer_delta_delta_net(P, phi, d, f, slow):
+    return delta_delta_net(phi(_cut(P, 0, d)), phi(_cut(P, d, d)), _cut(P, 2 * d, 3 * d + 1),
+                           sigmoid(P[..., 5 * d + 1]))[0]
+
+
+def layer_delta_rnn(P, phi, d, f, slow, *, version):
+    soft = lambda a: _apply(softmax, a)  # noqa: E731
+    return delta_rnn(phi(_cut(P, 0, d)), phi(_cut(P, d, d)), _cut(P, 2 * d, d), sigmoid(P[..., 5 * d]),
+                     soft(_cut(P, 3 * d, d)), _cut(P, 4 * d, d), sigmoid(P[..., 5 * d + 1]), version=version)[0]
+
+
+def layer_delta_lstm(P, phi, d, f, slow, *, version):
+    # Per head: (q k v rk rv) for gates i, u, o, then (beta rbeta) for i, u, o.
+    piece = lambda g, j: _cut(P, (5 * g + j) * d, d)  # noqa: E731
+    stack = lambda j: np.stack([piece(g, j) for g in range(3)], axis=-2)  # noqa: E731
+    scalars = lambda j: sigmoid(np.stack([P[..., 15 * d + 2 * g + j] for g in range(3)], axis=-1))  # noqa: E731
+    return delta_lstm(phi(stack(0)), phi(stack(1)), stack(2), scalars(0), _apply(softmax, stack(3)), stack(4),
+                      scalars(1), version=version)[0]
+
+
+def layer_recurrent_delta_net(P, phi, d, f, slow):
+    params = type("Params", (), slow)
+    return recurrent_delta_net(_cut(P, 0, d), _cut(P, d, d), _cut(P, 2 * d, d), P[..., 3 * d], params=params)[0]
+
+
+def layer_delta_mlp(P, phi, d, f, slow, *, depth):
+    # q (d), kv (4L(d+f)) = keys | values, betas (2L)
+    half = 2 * depth * (d + f)
+    keys, values = _cut(P, d, half), _cut(P, d + half, half)
+    k, v, ko, vo = [], [], 0, 0
+    for i in range(2 * depth):
+        kn, vn = (d, f) if i % 2 == 0 else (f, d)
+        k.append(phi(keys[..., ko:ko + kn]))
+        v.append(values[..., vo:vo + vn])
+        ko, vo = ko + kn, vo + vn
+    return delta_mlp(_cut(P, 0, d), k, v, sigmoid(_cut(P, d + 2 * half, 2 * depth)), slow["ln_scale"],
+                     slow["ln_bias"])[0]
+
+
+# Layers of variants beyond the paper (no official id): variant -> (q/k feature map, sum-norm
+# eps or None for none, 1/sqrt(d) output scale, options), under the LM convention.
+LAYER_SETTINGS = {}
+

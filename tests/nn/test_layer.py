@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+import fastweights as fw
 import numpy_reference as ref
 from fastweights.nn.common import logical_axes
 from fastweights.nn.config import LayerConfig
@@ -39,6 +40,8 @@ SETTINGS = {
     "rl:delta_net": ("delta_net", "elu", 1e-5, False, {}),
     "rl:linear_transformer": ("linear_transformer", "elu", 1e-5, False, dict(normalize=False)),
     "rl:delta_rnn": ("delta_rnn", "softmax", None, False, dict(version=2)),
+    # Variants beyond the paper, by canonical name: their settings sit beside their oracle.
+    **{name: (name, *settings) for name, settings in ref.LAYER_SETTINGS.items()},
 }
 
 
@@ -61,59 +64,24 @@ def _phi(x, fmap, eps):
     return x if eps is None else ref.sumnorm(x, eps)
 
 
-def _apply(fn, x):
-    """`fn` on every vector along the last axis."""
-    return np.apply_along_axis(fn, -1, x)
-
-
 def numpy_layer(case, layer, x):
-    """The layer in float64 NumPy from PAPER_SPEC 1-2 (per-head layouts of 2.2-2.10)."""
+    """The layer in float64 NumPy: the projection, the variant's `numpy_reference.layer_<variant>`,
+    the scale and the output projection."""
     variant, fmap, eps, scale, extra = SETTINGS[case]
     W_in = np.asarray(layer.in_proj.kernel[...], np.float64)          # [D, H, P]
     W_out = np.asarray(layer.out_proj.kernel[...], np.float64)        # [H, d, D]
     P = np.einsum("btD,DhP->bthP", np.asarray(x, np.float64), W_in)
-    phi = lambda a: _apply(lambda y: _phi(y, fmap, eps), a)  # noqa: E731
-    sig = ref.sigmoid
-    cut = lambda lo, n: P[..., lo:lo + n]  # noqa: E731
-    if variant == "linear_transformer":
-        out, _ = ref.linear_transformer(phi(cut(0, d)), phi(cut(d, d)), cut(2 * d, d),
-                                        normalize=extra["normalize"])
-    elif variant == "delta_net":
-        out, _ = ref.delta_net(phi(cut(0, d)), phi(cut(d, d)), cut(2 * d, d), sig(P[..., 3 * d]))
-    elif variant == "delta_delta_net":
-        out, _ = ref.delta_delta_net(phi(cut(0, d)), phi(cut(d, d)), cut(2 * d, 3 * d + 1),
-                                     sig(P[..., 5 * d + 1]))
-    elif variant == "delta_rnn":
-        soft = lambda a: _apply(ref.softmax, a)  # noqa: E731
-        out, _ = ref.delta_rnn(phi(cut(0, d)), phi(cut(d, d)), cut(2 * d, d), sig(P[..., 5 * d]),
-                               soft(cut(3 * d, d)), cut(4 * d, d), sig(P[..., 5 * d + 1]),
-                               version=extra["version"])
-    elif variant == "delta_lstm":
-        # Per head: (q k v rk rv) for gates i, u, o, then (beta rbeta) for i, u, o.
-        piece = lambda g, j: cut((5 * g + j) * d, d)  # noqa: E731
-        stack = lambda j: np.stack([piece(g, j) for g in range(3)], axis=-2)  # noqa: E731
-        scalars = lambda j: sig(np.stack([P[..., 15 * d + 2 * g + j] for g in range(3)], axis=-1))  # noqa: E731
-        out, _ = ref.delta_lstm(phi(stack(0)), phi(stack(1)), stack(2), scalars(0),
-                                _apply(ref.softmax, stack(3)), stack(4), scalars(1), version=extra["version"])
-    elif variant == "recurrent_delta_net":
-        params = type("Params", (), {n: np.asarray(layer.slow[n][...]) for n in ("R_q", "R_k", "R_v", "r_b")})
-        out, _ = ref.recurrent_delta_net(cut(0, d), cut(d, d), cut(2 * d, d), P[..., 3 * d], params=params)
-    else:  # delta_mlp: q (d), kv (4L(d+f)) = keys | values, betas (2L)
-        L, f = extra["depth"], 4 * D // H
-        half = 2 * L * (d + f)
-        keys, values = cut(d, half), cut(d + half, half)
-        k, v, ko, vo = [], [], 0, 0
-        for i in range(2 * L):
-            kn, vn = (d, f) if i % 2 == 0 else (f, d)
-            k.append(phi(keys[..., ko:ko + kn]))
-            v.append(values[..., vo:vo + vn])
-            ko, vo = ko + kn, vo + vn
-        betas = sig(cut(d + 2 * half, 2 * L))
-        out, _ = ref.delta_mlp(cut(0, d), k, v, betas, np.asarray(layer.slow["ln_scale"][...]),
-                               np.asarray(layer.slow["ln_bias"][...]))
+    phi = lambda a: ref._apply(lambda y: _phi(y, fmap, eps), a)  # noqa: E731
+    slow = {} if layer.slow is None else {n: np.asarray(p[...], np.float64) for n, p in layer.slow.items()}
+    out = getattr(ref, f"layer_{variant}")(P, phi, d, 4 * D // H, slow, **extra)
     if scale:
         out = out / np.sqrt(d)
     return np.einsum("bthd,hdD->btD", out, W_out)
+
+
+def test_every_layer_variant_has_a_numpy_case():
+    covered = {variant for variant, *_ in SETTINGS.values()}
+    assert covered == {n for n, v in fw.VARIANTS.items() if v.layer is not None}
 
 
 @pytest.mark.parametrize("case", list(SETTINGS))
