@@ -61,7 +61,7 @@ def forward_fn(name: str, implementation: str, kwargs):
         return lambda args: variant.fn(*args, **kwargs, **options, implementation=implementation)[0]
 
     n_time = variant.time_inputs
-    step_options = {k: v for k, v in options.items() if k != "depth"} | dict(kwargs)
+    step_options = variant.step_options(options) | dict(kwargs)
 
     def plain(args):
         per_step, rest = (args[:n_time], args[n_time:]) if n_time else (args, ())

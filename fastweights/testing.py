@@ -124,7 +124,7 @@ def step_by_step(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], st
     the streaming form that every sequence form must equal."""
     variant = registry.get(name)
     n_time = _num_time_args(variant, args)
-    step = _jitted_step(variant.name, tuple(sorted((k, v) for k, v in options.items() if k != "depth")))
+    step = _jitted_step(variant.name, tuple(sorted(variant.step_options(options).items())))
     outputs = []
     for t in range(jax.tree.leaves(args[0])[0].shape[1]):
         x_t = jax.tree.map(lambda a: a[:, t], args[:n_time])

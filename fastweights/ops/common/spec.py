@@ -169,6 +169,8 @@ class VariantSpec:
       equal_key_value_dims: the core needs key dim == value dim (example inputs use the key dim).
       cases: the option sets every generic test runs (every version, every normaliser
         setting, two depths, ...).
+      sequence_only_options: options of `fn` that `step` does not take (the Delta MLP's
+        `depth`, which its inputs imply).
       paper_options: the options of the paper's main table (benchmarks, demos).
       versions: the variant's versions (None: unversioned); `default_version` the paper's.
       layer: how the generic layer drives it; None: no fast-weight layer.
@@ -187,6 +189,7 @@ class VariantSpec:
     example_inputs: Callable[[Draw, Dims], tuple[tuple[Any, ...], dict[str, Any]]] | None = None
     equal_key_value_dims: bool = False
     cases: tuple[Mapping[str, Any], ...] = ({},)
+    sequence_only_options: tuple[str, ...] = ()
     paper_options: Mapping[str, Any] = MappingProxyType({})
     versions: tuple[int, ...] = ()
     default_version: int | None = None
@@ -208,6 +211,10 @@ class VariantSpec:
     def module(self) -> ModuleType | None:
         """The `fastweights.ops.<name>` package, or None for a baseline."""
         return importlib.import_module(f"fastweights.ops.{self.name}") if self.has_core else None
+
+    def step_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The `options` of a case that `step` takes."""
+        return {k: v for k, v in options.items() if k not in self.sequence_only_options}
 
     @property
     def forms(self) -> tuple[str, ...]:

@@ -69,7 +69,7 @@ SPEC = VariantSpec(
     "delta_mlp", "Delta MLP", "delta", "residual MLP of delta-rule fast layers (depth L)",
     state=reference.State._fields, function=api.delta_mlp, step=reference.step,
     init_state=reference.init_state, implementations=api.FORMS, example_inputs=example_inputs, time_inputs=4,
-    cases=({"depth": 1}, {"depth": 2}), paper_options={"depth": 1},
+    cases=({"depth": 1}, {"depth": 2}), sequence_only_options=("depth",), paper_options={"depth": 1},
     layer=LayerSpec(
         pieces=_pieces, program=_program, slow_params=_slow_params,
         state=lambda layer, batch: reference.init_state(batch, layer.num_heads, layer.head_dim, layer.fast_hidden,
