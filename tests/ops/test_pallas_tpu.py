@@ -18,17 +18,17 @@ from cases import assert_same_values_and_gradients, case_id, make_inputs, random
 import fastweights as fw
 from fastweights.ops.common import pallas_tpu as pt
 from fastweights.ops.common import sequence
-from fastweights.ops.delta_lstm import pallas_tpu as delta_lstm_kernel
+from fastweights.ops.delta_lstm import pallas_tpu_sequential as delta_lstm_kernel
 from fastweights.ops.delta_lstm import reference as delta_lstm_ref
-from fastweights.ops.delta_net import pallas_gpu as delta_net_gpu
-from fastweights.ops.delta_net import pallas_tpu as delta_net_chunked_kernel
-from fastweights.ops.delta_net import pallas_tpu_recurrent as delta_net_kernel
+from fastweights.ops.delta_net import pallas_gpu_chunked as delta_net_gpu
+from fastweights.ops.delta_net import pallas_tpu_chunked as delta_net_chunked_kernel
+from fastweights.ops.delta_net import pallas_tpu_sequential as delta_net_kernel
 from fastweights.ops.delta_net import reference as delta_net_ref
-from fastweights.ops.delta_rnn import pallas_tpu as delta_rnn_kernel
+from fastweights.ops.delta_rnn import pallas_tpu_sequential as delta_rnn_kernel
 from fastweights.ops.delta_rnn import reference as delta_rnn_ref
-from fastweights.ops.linear_transformer import pallas_tpu as linear_kernel
+from fastweights.ops.linear_transformer import pallas_tpu_chunked as linear_kernel
 from fastweights.ops.linear_transformer import reference as linear_ref
-from fastweights.ops.recurrent_delta_net import pallas_tpu as rdn_kernel
+from fastweights.ops.recurrent_delta_net import pallas_tpu_sequential as rdn_kernel
 from fastweights.ops.recurrent_delta_net import reference as rdn_ref
 from fastweights.testing import assert_close
 

@@ -53,7 +53,7 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 
-from fastweights.ops.common import pallas_chunked as pc
+from fastweights.ops.common import pallas_gpu_chunked as pc
 
 Array = jax.Array
 

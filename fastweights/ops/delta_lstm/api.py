@@ -7,11 +7,11 @@ import functools
 import jax
 
 from fastweights.ops.common.sequence import auto_order, select_implementation
-from fastweights.ops.delta_lstm import pallas_gpu, pallas_tpu, reference
+from fastweights.ops.delta_lstm import pallas_gpu_sequential, pallas_tpu_sequential, reference
 
 Array = jax.Array
 
-IMPLEMENTATIONS = {"pallas_gpu": pallas_gpu.delta_lstm, "pallas_tpu": pallas_tpu.delta_lstm,
+IMPLEMENTATIONS = {"pallas_gpu": pallas_gpu_sequential.delta_lstm, "pallas_tpu": pallas_tpu_sequential.delta_lstm,
                    "recurrent": reference.recurrent}
 
 
@@ -42,5 +42,5 @@ def delta_lstm(q: Array, k: Array, v: Array, beta: Array, rk: Array, rv: Array, 
     name = select_implementation(
         "delta_lstm", implementation, IMPLEMENTATIONS,
         order=auto_order(q.shape[1], q.shape[-1], q.dtype, gpu_kernel_measured=False, tpu_kernel=True),
-        supported={"pallas_tpu": lambda: pallas_tpu.supported(q, k, v, beta, rk, rv, rbeta)})
+        supported={"pallas_tpu": lambda: pallas_tpu_sequential.supported(q, k, v, beta, rk, rv, rbeta)})
     return IMPLEMENTATIONS[name](q, k, v, beta, rk, rv, rbeta, version=version, initial_state=initial_state)

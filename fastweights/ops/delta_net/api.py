@@ -7,15 +7,15 @@ import functools
 import jax
 
 from fastweights.ops.common.sequence import auto_order, select_implementation
-from fastweights.ops.delta_net import (chunked, pallas_gpu, pallas_gpu_recurrent, pallas_tpu,
-                                       pallas_tpu_recurrent, reference)
+from fastweights.ops.delta_net import (chunked, pallas_gpu_chunked, pallas_gpu_sequential,
+                                       pallas_tpu_chunked, pallas_tpu_sequential, reference)
 
 Array = jax.Array
 
 IMPLEMENTATIONS = {
-    "chunked": chunked.chunked, "pallas_gpu": pallas_gpu.delta_net,
-    "pallas_gpu_recurrent": pallas_gpu_recurrent.delta_net, "pallas_tpu": pallas_tpu.delta_net,
-    "pallas_tpu_recurrent": pallas_tpu_recurrent.delta_net, "recurrent": reference.recurrent,
+    "chunked": chunked.chunked, "pallas_gpu": pallas_gpu_chunked.delta_net,
+    "pallas_gpu_recurrent": pallas_gpu_sequential.delta_net, "pallas_tpu": pallas_tpu_chunked.delta_net,
+    "pallas_tpu_recurrent": pallas_tpu_sequential.delta_net, "recurrent": reference.recurrent,
 }
 
 
@@ -41,7 +41,7 @@ def delta_net(q: Array, k: Array, v: Array, beta: Array, *,
     name = select_implementation(
         "delta_net", implementation, IMPLEMENTATIONS,
         order=auto_order(q.shape[1], q.shape[-1], q.dtype, gpu_kernel_measured=True, tpu_kernel=True),
-        supported={"pallas_gpu": lambda: pallas_gpu.supported(q, k, v, beta, chunk_size=chunk_size),
-                   "pallas_tpu": lambda: pallas_tpu.supported(q, k, v, beta, chunk_size=chunk_size)})
+        supported={"pallas_gpu": lambda: pallas_gpu_chunked.supported(q, k, v, beta, chunk_size=chunk_size),
+                   "pallas_tpu": lambda: pallas_tpu_chunked.supported(q, k, v, beta, chunk_size=chunk_size)})
     options = dict(chunk_size=chunk_size) if name in ("chunked", "pallas_gpu", "pallas_tpu") else {}
     return IMPLEMENTATIONS[name](q, k, v, beta, initial_state=initial_state, **options)

@@ -7,11 +7,11 @@ import functools
 import jax
 
 from fastweights.ops.common.sequence import auto_order, select_implementation
-from fastweights.ops.delta_rnn import pallas_gpu, pallas_tpu, reference
+from fastweights.ops.delta_rnn import pallas_gpu_sequential, pallas_tpu_sequential, reference
 
 Array = jax.Array
 
-IMPLEMENTATIONS = {"pallas_gpu": pallas_gpu.delta_rnn, "pallas_tpu": pallas_tpu.delta_rnn,
+IMPLEMENTATIONS = {"pallas_gpu": pallas_gpu_sequential.delta_rnn, "pallas_tpu": pallas_tpu_sequential.delta_rnn,
                    "recurrent": reference.recurrent}
 
 
@@ -41,5 +41,5 @@ def delta_rnn(q: Array, k: Array, v: Array, beta: Array, rk: Array, rv: Array, r
     name = select_implementation(
         "delta_rnn", implementation, IMPLEMENTATIONS,
         order=auto_order(q.shape[1], q.shape[-1], q.dtype, gpu_kernel_measured=False, tpu_kernel=True),
-        supported={"pallas_tpu": lambda: pallas_tpu.supported(q, k, v, beta, rk, rv, rbeta)})
+        supported={"pallas_tpu": lambda: pallas_tpu_sequential.supported(q, k, v, beta, rk, rv, rbeta)})
     return IMPLEMENTATIONS[name](q, k, v, beta, rk, rv, rbeta, version=version, initial_state=initial_state)

@@ -7,13 +7,13 @@ import functools
 import jax
 
 from fastweights.ops.common.sequence import auto_order, select_implementation
-from fastweights.ops.linear_transformer import chunked, pallas_gpu, pallas_tpu, reference
+from fastweights.ops.linear_transformer import chunked, pallas_gpu_chunked, pallas_tpu_chunked, reference
 
 Array = jax.Array
 
 IMPLEMENTATIONS = {
-    "chunked": chunked.chunked, "pallas_gpu": pallas_gpu.linear_transformer,
-    "pallas_tpu": pallas_tpu.linear_transformer, "recurrent": reference.recurrent,
+    "chunked": chunked.chunked, "pallas_gpu": pallas_gpu_chunked.linear_transformer,
+    "pallas_tpu": pallas_tpu_chunked.linear_transformer, "recurrent": reference.recurrent,
 }
 
 
@@ -43,8 +43,8 @@ def linear_transformer(q: Array, k: Array, v: Array, *, normalize: bool = False,
     name = select_implementation(
         "linear_transformer", implementation, IMPLEMENTATIONS,
         order=auto_order(q.shape[1], q.shape[-1], q.dtype, gpu_kernel_measured=True, tpu_kernel=True),
-        supported={"pallas_gpu": lambda: pallas_gpu.supported(q, k, v, chunk_size=chunk_size),
-                   "pallas_tpu": lambda: pallas_tpu.supported(q, k, v, chunk_size=chunk_size)})
+        supported={"pallas_gpu": lambda: pallas_gpu_chunked.supported(q, k, v, chunk_size=chunk_size),
+                   "pallas_tpu": lambda: pallas_tpu_chunked.supported(q, k, v, chunk_size=chunk_size)})
     options = dict(chunk_size=chunk_size) if name in ("chunked", "pallas_gpu", "pallas_tpu") else {}
     return IMPLEMENTATIONS[name](q, k, v, normalize=normalize, eps=eps, initial_state=initial_state,
                                  **options)

@@ -9,11 +9,12 @@ from collections.abc import Mapping
 import jax
 
 from fastweights.ops.common.sequence import auto_order, select_implementation
-from fastweights.ops.recurrent_delta_net import pallas_gpu, pallas_tpu, reference
+from fastweights.ops.recurrent_delta_net import pallas_gpu_sequential, pallas_tpu_sequential, reference
 
 Array = jax.Array
 
-IMPLEMENTATIONS = {"pallas_gpu": pallas_gpu.recurrent_delta_net, "pallas_tpu": pallas_tpu.recurrent_delta_net,
+IMPLEMENTATIONS = {"pallas_gpu": pallas_gpu_sequential.recurrent_delta_net,
+                   "pallas_tpu": pallas_tpu_sequential.recurrent_delta_net,
                    "recurrent": reference.recurrent}
 
 
@@ -41,5 +42,5 @@ def recurrent_delta_net(q: Array, k: Array, v: Array, beta: Array, *,
     name = select_implementation(
         "recurrent_delta_net", implementation, IMPLEMENTATIONS,
         order=auto_order(q.shape[1], q.shape[-1], q.dtype, gpu_kernel_measured=False, tpu_kernel=True),
-        supported={"pallas_tpu": lambda: pallas_tpu.supported(q, k, v, beta, params=params)})
+        supported={"pallas_tpu": lambda: pallas_tpu_sequential.supported(q, k, v, beta, params=params)})
     return IMPLEMENTATIONS[name](q, k, v, beta, params=params, initial_state=initial_state)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import jax
 
 from fastweights.ops.common import pallas_tpu as pt
-from fastweights.ops.recurrent_delta_net import pallas_gpu as shared
+from fastweights.ops.recurrent_delta_net import pallas_gpu_sequential as shared
 from fastweights.ops.recurrent_delta_net.reference import Params, State
 
 Array = jax.Array

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 
-from fastweights.ops.common import pallas_sequential as ps
+from fastweights.ops.common import pallas_gpu_sequential as ps
 from fastweights.ops.common.sequence import check_shapes, dtype_policy, prepare_state
 from fastweights.ops.recurrent_delta_net.reference import Params, State, as_params, init_state
 

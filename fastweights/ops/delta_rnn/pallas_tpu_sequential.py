@@ -13,7 +13,7 @@ import functools
 import jax
 
 from fastweights.ops.common import pallas_tpu as pt
-from fastweights.ops.delta_rnn import pallas_gpu as shared
+from fastweights.ops.delta_rnn import pallas_gpu_sequential as shared
 from fastweights.ops.delta_rnn.reference import State
 
 Array = jax.Array

@@ -21,7 +21,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from fastweights.ops.common import pallas_sequential as ps
+from fastweights.ops.common import pallas_gpu_sequential as ps
 from fastweights.ops.common.sequence import check_shapes, dtype_policy, prepare_state
 from fastweights.ops.delta_net.reference import State, init_state
 

@@ -24,11 +24,11 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from fastweights.ops.common import pallas_chunked as pc
+from fastweights.ops.common import pallas_gpu_chunked as pc
 from fastweights.ops.common import pallas_tpu as pt
 from fastweights.ops.common.chunking import check_chunk_size
 from fastweights.ops.common.sequence import check_shapes
-from fastweights.ops.linear_transformer.pallas_gpu import Kernels, backward_chunk, forward_chunk, run_chunked
+from fastweights.ops.linear_transformer.pallas_gpu_chunked import Kernels, backward_chunk, forward_chunk, run_chunked
 from fastweights.ops.linear_transformer.reference import State
 
 Array = jax.Array

@@ -14,7 +14,7 @@ import functools
 import jax
 
 from fastweights.ops.common import pallas_tpu as pt
-from fastweights.ops.delta_net import pallas_gpu_recurrent as shared
+from fastweights.ops.delta_net import pallas_gpu_sequential as shared
 from fastweights.ops.delta_net.reference import State
 
 Array = jax.Array

@@ -22,7 +22,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from fastweights.ops.common import pallas_sequential as ps
+from fastweights.ops.common import pallas_gpu_sequential as ps
 from fastweights.ops.common.sequence import check_shapes, dtype_policy, prepare_state
 from fastweights.ops.delta_rnn.reference import State, check_version, init_state
 

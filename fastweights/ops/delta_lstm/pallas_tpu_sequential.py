@@ -14,7 +14,7 @@ import functools
 import jax
 
 from fastweights.ops.common import pallas_tpu as pt
-from fastweights.ops.delta_lstm import pallas_gpu as shared
+from fastweights.ops.delta_lstm import pallas_gpu_sequential as shared
 from fastweights.ops.delta_lstm.reference import State
 
 Array = jax.Array

@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
-from fastweights.ops.common import pallas_chunked as pc
+from fastweights.ops.common import pallas_gpu_chunked as pc
 from fastweights.ops.common.chunking import check_chunk_size
 from fastweights.ops.common.sequence import check_shapes, dtype_policy, prepare_state
 from fastweights.ops.linear_transformer.reference import State, init_state

@@ -21,11 +21,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from fastweights.ops.common import pallas_chunked as pc
+from fastweights.ops.common import pallas_gpu_chunked as pc
 from fastweights.ops.common import pallas_tpu as pt
 from fastweights.ops.common.chunking import check_chunk_size
 from fastweights.ops.common.sequence import check_shapes
-from fastweights.ops.delta_net.pallas_gpu import Kernels, backward_chunk, forward_chunk, run_chunked
+from fastweights.ops.delta_net.pallas_gpu_chunked import Kernels, backward_chunk, forward_chunk, run_chunked
 from fastweights.ops.delta_net.reference import State
 
 Array = jax.Array
