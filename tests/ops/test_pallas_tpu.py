@@ -101,7 +101,7 @@ def test_bfloat16_inputs(small_time_blocks):
     """bf16 inputs: float32 state inside, bf16 outputs. The sequential kernel computes in
     float32, so it equals the reference up to the final rounding; the chunked kernel's dots
     take bf16 operands (as the MXU would), so it equals the GPU chunked kernel, which runs
-    the same per-chunk algebra (`pallas_gpu.forward_chunk`) on the same operands."""
+    the same per-chunk algebra (`kernel_math.forward_chunk`) on the same operands."""
     args, _ = make_inputs(("delta_net", {}), 33, batch=1, heads=2, time=21, key_dim=16, value_dim=16)
     args = tuple(a.astype(jnp.bfloat16) for a in args)
     expected = {"pallas_tpu_recurrent": delta_net_ref.recurrent(*args),
