@@ -7,9 +7,9 @@ import jax
 import pytest
 from cases import random_state
 
-from fastweights.ops.delta_net import pallas_gpu as delta_net_pallas
+from fastweights.ops.delta_net import pallas_gpu_chunked as delta_net_pallas
 from fastweights.ops.delta_net import reference as delta_net_ref
-from fastweights.ops.linear_transformer import pallas_gpu as linear_pallas
+from fastweights.ops.linear_transformer import pallas_gpu_chunked as linear_pallas
 from fastweights.ops.linear_transformer import reference as linear_ref
 from fastweights.testing import assert_close, example_inputs
 

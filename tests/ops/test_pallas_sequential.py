@@ -7,13 +7,13 @@ import jax.numpy as jnp
 import pytest
 from cases import assert_same_values_and_gradients, case_id, make_inputs, random_state
 
-from fastweights.ops.delta_lstm import pallas_gpu as delta_lstm_kernel
+from fastweights.ops.delta_lstm import pallas_gpu_sequential as delta_lstm_kernel
 from fastweights.ops.delta_lstm import reference as delta_lstm_ref
-from fastweights.ops.delta_net import pallas_gpu_recurrent as delta_net_kernel
+from fastweights.ops.delta_net import pallas_gpu_sequential as delta_net_kernel
 from fastweights.ops.delta_net import reference as delta_net_ref
-from fastweights.ops.delta_rnn import pallas_gpu as delta_rnn_kernel
+from fastweights.ops.delta_rnn import pallas_gpu_sequential as delta_rnn_kernel
 from fastweights.ops.delta_rnn import reference as delta_rnn_ref
-from fastweights.ops.recurrent_delta_net import pallas_gpu as rdn_kernel
+from fastweights.ops.recurrent_delta_net import pallas_gpu_sequential as rdn_kernel
 from fastweights.ops.recurrent_delta_net import reference as rdn_ref
 from fastweights.testing import assert_close
 

@@ -18,48 +18,48 @@ from cases import assert_same_values_and_gradients, case_id, make_inputs, random
 import fastweights as fw
 from fastweights.ops.common import pallas_tpu as pt
 from fastweights.ops.common import sequence
-from fastweights.ops.delta_lstm import pallas_tpu as delta_lstm_kernel
+from fastweights.ops.delta_lstm import pallas_tpu_sequential as delta_lstm_kernel
 from fastweights.ops.delta_lstm import reference as delta_lstm_ref
-from fastweights.ops.delta_net import pallas_gpu as delta_net_gpu
-from fastweights.ops.delta_net import pallas_tpu as delta_net_chunked_kernel
-from fastweights.ops.delta_net import pallas_tpu_recurrent as delta_net_kernel
+from fastweights.ops.delta_net import pallas_gpu_chunked as delta_net_gpu
+from fastweights.ops.delta_net import pallas_tpu_chunked as delta_net_chunked_kernel
+from fastweights.ops.delta_net import pallas_tpu_sequential as delta_net_kernel
 from fastweights.ops.delta_net import reference as delta_net_ref
-from fastweights.ops.delta_rnn import pallas_tpu as delta_rnn_kernel
+from fastweights.ops.delta_rnn import pallas_tpu_sequential as delta_rnn_kernel
 from fastweights.ops.delta_rnn import reference as delta_rnn_ref
-from fastweights.ops.linear_transformer import pallas_tpu as linear_kernel
+from fastweights.ops.linear_transformer import pallas_tpu_chunked as linear_kernel
 from fastweights.ops.linear_transformer import reference as linear_ref
-from fastweights.ops.recurrent_delta_net import pallas_tpu as rdn_kernel
+from fastweights.ops.recurrent_delta_net import pallas_tpu_sequential as rdn_kernel
 from fastweights.ops.recurrent_delta_net import reference as rdn_ref
 from fastweights.testing import assert_close
 
 CHUNK = 16
 # form -> (kernel function, its supported(), reference.recurrent)
 KERNELS = {
-    ("linear_transformer", "pallas_tpu"): (linear_kernel.linear_transformer, linear_kernel.supported,
+    ("linear_transformer", "pallas_tpu_chunked"): (linear_kernel.linear_transformer, linear_kernel.supported,
                                            linear_ref.recurrent),
-    ("delta_net", "pallas_tpu"): (delta_net_chunked_kernel.delta_net, delta_net_chunked_kernel.supported,
+    ("delta_net", "pallas_tpu_chunked"): (delta_net_chunked_kernel.delta_net, delta_net_chunked_kernel.supported,
                                   delta_net_ref.recurrent),
-    ("delta_net", "pallas_tpu_recurrent"): (delta_net_kernel.delta_net, delta_net_kernel.supported,
+    ("delta_net", "pallas_tpu_sequential"): (delta_net_kernel.delta_net, delta_net_kernel.supported,
                                             delta_net_ref.recurrent),
-    ("delta_rnn", "pallas_tpu"): (delta_rnn_kernel.delta_rnn, delta_rnn_kernel.supported, delta_rnn_ref.recurrent),
-    ("delta_lstm", "pallas_tpu"): (delta_lstm_kernel.delta_lstm, delta_lstm_kernel.supported,
+    ("delta_rnn", "pallas_tpu_sequential"): (delta_rnn_kernel.delta_rnn, delta_rnn_kernel.supported, delta_rnn_ref.recurrent),
+    ("delta_lstm", "pallas_tpu_sequential"): (delta_lstm_kernel.delta_lstm, delta_lstm_kernel.supported,
                                    delta_lstm_ref.recurrent),
-    ("recurrent_delta_net", "pallas_tpu"): (rdn_kernel.recurrent_delta_net, rdn_kernel.supported,
+    ("recurrent_delta_net", "pallas_tpu_sequential"): (rdn_kernel.recurrent_delta_net, rdn_kernel.supported,
                                             rdn_ref.recurrent),
 }
-CHUNKED = {("linear_transformer", "pallas_tpu"), ("delta_net", "pallas_tpu")}
+CHUNKED = {("linear_transformer", "pallas_tpu_chunked"), ("delta_net", "pallas_tpu_chunked")}
 # (case, form, time, key dim, value dim). One version per sequential variant: the steps of
 # every version are the cells shared with the GPU kernels (tested per version in
 # test_pallas_sequential.py); here the TPU row algebra is covered (softmax by the RDN,
 # softmax_eps by the Delta RNN v2 and Delta LSTM v4), within the time budget of the suite.
 CASES = [
-    (("delta_net", {}), "pallas_tpu", 40, 16, 24),
-    (("linear_transformer", {}), "pallas_tpu", 40, 16, 24),
-    (("linear_transformer", {"normalize": True}), "pallas_tpu", 40, 16, 8),
-    (("delta_net", {}), "pallas_tpu_recurrent", 21, 8, 16),
-    (("delta_rnn", {"version": 2}), "pallas_tpu", 21, 8, 8),
-    (("delta_lstm", {"version": 4}), "pallas_tpu", 21, 8, 8),
-    (("recurrent_delta_net", {}), "pallas_tpu", 21, 8, 8),
+    (("delta_net", {}), "pallas_tpu_chunked", 40, 16, 24),
+    (("linear_transformer", {}), "pallas_tpu_chunked", 40, 16, 24),
+    (("linear_transformer", {"normalize": True}), "pallas_tpu_chunked", 40, 16, 8),
+    (("delta_net", {}), "pallas_tpu_sequential", 21, 8, 16),
+    (("delta_rnn", {"version": 2}), "pallas_tpu_sequential", 21, 8, 8),
+    (("delta_lstm", {"version": 4}), "pallas_tpu_sequential", 21, 8, 8),
+    (("recurrent_delta_net", {}), "pallas_tpu_sequential", 21, 8, 8),
 ]
 
 
@@ -101,11 +101,11 @@ def test_bfloat16_inputs(small_time_blocks):
     """bf16 inputs: float32 state inside, bf16 outputs. The sequential kernel computes in
     float32, so it equals the reference up to the final rounding; the chunked kernel's dots
     take bf16 operands (as the MXU would), so it equals the GPU chunked kernel, which runs
-    the same per-chunk algebra (`pallas_gpu.forward_chunk`) on the same operands."""
+    the same per-chunk algebra (`kernel_math.forward_chunk`) on the same operands."""
     args, _ = make_inputs(("delta_net", {}), 33, batch=1, heads=2, time=21, key_dim=16, value_dim=16)
     args = tuple(a.astype(jnp.bfloat16) for a in args)
-    expected = {"pallas_tpu_recurrent": delta_net_ref.recurrent(*args),
-                "pallas_tpu": delta_net_gpu.delta_net(*args, chunk_size=CHUNK, interpret=True)}
+    expected = {"pallas_tpu_sequential": delta_net_ref.recurrent(*args),
+                "pallas_tpu_chunked": delta_net_gpu.delta_net(*args, chunk_size=CHUNK, interpret=True)}
     for form, (expected_out, expected_state) in expected.items():
         kernel = KERNELS["delta_net", form][0]
         out, state = kernel(*args, **_kernel_options("delta_net", form), interpret=True)
@@ -163,8 +163,7 @@ def test_refuses_untileable_shapes(name, form):
 
 def test_auto_order_puts_tpu_kernels_first_on_tpu(monkeypatch):
     monkeypatch.setattr(sequence.jax, "default_backend", lambda: "tpu")
-    order = sequence.auto_order(512, 64, jnp.bfloat16, gpu_kernel_measured=True, tpu_kernel=True)
-    assert order == ("pallas_tpu", "chunked", "recurrent")
-    assert sequence.auto_order(512, 64, jnp.float32, gpu_kernel_measured=True, tpu_kernel=True) == (
-        "chunked", "recurrent")
-    assert sequence.auto_order(512, 16, jnp.bfloat16, gpu_kernel_measured=False, tpu_kernel=True)[0] == "pallas_tpu"
+    forms = fw.ops.delta_net.FORMS
+    assert sequence.auto_order(forms, 512, 64, jnp.bfloat16) == ("pallas_tpu_chunked", "chunked", "recurrent")
+    assert sequence.auto_order(forms, 512, 64, jnp.float32) == ("chunked", "recurrent")
+    assert sequence.auto_order(fw.ops.delta_rnn.FORMS, 512, 16, jnp.bfloat16)[0] == "pallas_tpu_sequential"

@@ -1,6 +1,9 @@
-"""Shared machinery of the Pallas Mosaic TPU kernels: the chunked kernels (`delta_net`,
-`linear_transformer`) and one generic fused sequential driver (`Cell`) for `delta_net`,
-`delta_rnn`, `delta_lstm` and `recurrent_delta_net`.
+"""Pallas TPU (Mosaic) kernels, chunked and sequential: the Mosaic-specific pieces shared by
+the chunked kernels (`delta_net`, `linear_transformer`: `<variant>/pallas_tpu_chunked.py`) and
+one generic fused sequential driver (`run` of a `kernel_math.Cell`) for `delta_net`,
+`delta_rnn`, `delta_lstm` and `recurrent_delta_net` (`<variant>/pallas_tpu_sequential.py`).
+The backend-neutral pieces (`dot`, `causal_mask`, `Cell`, the layout helpers) are in
+`kernel_math.py`; nothing here imports the GPU (Triton) modules.
 
 How the kernels use Mosaic TPU, and why:
   * Grid `(batch * heads, time blocks)` with `dimension_semantics = ("parallel",
@@ -53,7 +56,7 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 
-from fastweights.ops.common import pallas_chunked as pc
+from fastweights.ops.common.kernel_math import dot
 
 Array = jax.Array
 
@@ -67,9 +70,9 @@ TIME_BLOCK = 128     # steps per grid cell of the sequential kernels
 # Checks and grid plumbing shared by every TPU kernel.
 
 def supported(op: str, *, dims: dict[str, int], dtypes: Sequence[Any], interpret: bool,
-              form: str = "pallas_tpu") -> str | None:
+              form: str = "pallas_tpu_sequential") -> str | None:
     """None if a TPU kernel of `op` can run, else the reason it cannot (the same signature
-    as `pallas_sequential.supported`).
+    as `pallas_gpu_sequential.supported`).
 
     `dims`: named feature sizes; `form`: the implementation name for the message.
     The same limits apply in interpret mode so that CPU tests exercise what a TPU runs.
@@ -92,12 +95,6 @@ def on_tpu() -> bool:
     """Whether kernels are lowered for a TPU: the default backend (the lowering tests
     replace this to export the Mosaic kernels for TPU from a CPU machine)."""
     return jax.default_backend() == "tpu"
-
-
-def check_supported(reason: str | None) -> None:
-    """Raises `NotImplementedError(reason)` when a kernel cannot run (never falls back)."""
-    if reason is not None:
-        raise NotImplementedError(reason)
 
 
 def round_up(n: int, multiple: int) -> int:
@@ -185,20 +182,18 @@ def supported_chunked(op: str, *, key_dim: int, value_dim: int, chunk_size: int,
                       interpret: bool) -> str | None:
     """None if the chunked TPU kernel of `op` can run, else the reason it cannot."""
     if chunk_size % ROW_MULTIPLE:
-        return (f"{op} pallas_tpu: chunk_size must be a multiple of {ROW_MULTIPLE} (the bfloat16 "
+        return (f"{op} pallas_tpu_chunked: chunk_size must be a multiple of {ROW_MULTIPLE} (the bfloat16 "
                 f"(16, 128) tile), got {chunk_size}")
     return supported(op, dims={"key dim K": key_dim, "value dim V": value_dim}, dtypes=[dtype],
-                     interpret=interpret)
+                     interpret=interpret, form="pallas_tpu_chunked")
 
 
 # ---------------------------------------------------------------------------------------
 # Per-head algebra of the sequential cells on TPU: vectors are [1, D] rows, scalars [1, 1].
-# A variant's cell takes these as its `ops` (the GPU kernels pass `pallas_sequential`,
+# A variant's cell takes these as its `ops` (the GPU kernels pass `pallas_gpu_sequential`,
 # whose vectors are 1D), so each variant's step is written once for both backends.
-
-# Dots: `pallas_chunked.dot` (float32 accumulation; float32 operands at Precision.HIGHEST,
+# Dots: `kernel_math.dot` (float32 accumulation; float32 operands at Precision.HIGHEST,
 # which on the MXU means full float32 passes instead of the default bfloat16 rounding).
-dot = pc.dot
 
 
 def read(W: Array, q: Array) -> Array:
@@ -235,7 +230,7 @@ def softmax_eps(x: Array, eps: float = 1e-6) -> Array:
 
 
 # ---------------------------------------------------------------------------------------
-# The generic sequential driver: a variant's `Cell` (`pallas_sequential.Cell`: `step`,
+# The generic sequential driver: a variant's `Cell` (`kernel_math.Cell`: `step`,
 # `unstep`), run over time blocks with the state in VMEM scratch; reversible custom VJP.
 
 def _as_2d(x: Array, lead: int) -> Array:
@@ -377,10 +372,10 @@ def _backward(cell, xs, params, res, stateT, d_out, d_stateT, *, heads: int, tim
 def run(cell, xs: Sequence[Array], params: Sequence[Array], state0: Sequence[Array], *,
         heads: int, interpret: bool) -> tuple[Array, tuple[Array, ...]]:
     """Runs `cell` over every (batch, head) sequence with a reversible custom VJP; the same
-    contract as `pallas_sequential.run`, with the cell's `ops` being this module.
+    contract as `pallas_gpu_sequential.run`, with the cell's `ops` being this module.
 
     Args:
-      cell: a `pallas_sequential.Cell` built on this module's row algebra.
+      cell: a `kernel_math.Cell` built on this module's row algebra.
       xs: per-step inputs `[N, T, *F]` (`N = B*H`, row `n = b*H + h`), any float dtype (all
         the same); `F` is `[D]` or `[]`.
       params: per-head slow parameters `[H, *P]` (shared across the batch), or empty.

@@ -7,13 +7,14 @@ import functools
 import jax
 
 from fastweights.ops.common.sequence import Form, dispatch, make_forms
-from fastweights.ops.delta_lstm import pallas_gpu, pallas_tpu, reference
+from fastweights.ops.delta_lstm import pallas_gpu_sequential, pallas_tpu_sequential, reference
 
 Array = jax.Array
 
 FORMS = make_forms(
-    pallas_gpu_sequential=Form(pallas_gpu.delta_lstm, backend="gpu", auto=False),
-    pallas_tpu_sequential=Form(pallas_tpu.delta_lstm, backend="tpu", supported=pallas_tpu.supported),
+    pallas_gpu_sequential=Form(pallas_gpu_sequential.delta_lstm, backend="gpu", auto=False),
+    pallas_tpu_sequential=Form(pallas_tpu_sequential.delta_lstm, backend="tpu",
+                               supported=pallas_tpu_sequential.supported),
     recurrent=reference.recurrent,
 )
 

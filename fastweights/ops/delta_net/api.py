@@ -7,17 +7,19 @@ import functools
 import jax
 
 from fastweights.ops.common.sequence import Form, dispatch, make_forms
-from fastweights.ops.delta_net import (chunked, pallas_gpu, pallas_gpu_recurrent, pallas_tpu,
-                                       pallas_tpu_recurrent, reference)
+from fastweights.ops.delta_net import (chunked, pallas_gpu_chunked, pallas_gpu_sequential, pallas_tpu_chunked,
+                                       pallas_tpu_sequential, reference)
 
 Array = jax.Array
 
 FORMS = make_forms(
     chunked=Form(chunked.chunked, chunked=True),
-    pallas_gpu_chunked=Form(pallas_gpu.delta_net, chunked=True, backend="gpu", supported=pallas_gpu.supported),
-    pallas_gpu_sequential=Form(pallas_gpu_recurrent.delta_net, backend="gpu", auto=False),
-    pallas_tpu_chunked=Form(pallas_tpu.delta_net, chunked=True, backend="tpu", supported=pallas_tpu.supported),
-    pallas_tpu_sequential=Form(pallas_tpu_recurrent.delta_net, backend="tpu", auto=False),
+    pallas_gpu_chunked=Form(pallas_gpu_chunked.delta_net, chunked=True, backend="gpu",
+                            supported=pallas_gpu_chunked.supported),
+    pallas_gpu_sequential=Form(pallas_gpu_sequential.delta_net, backend="gpu", auto=False),
+    pallas_tpu_chunked=Form(pallas_tpu_chunked.delta_net, chunked=True, backend="tpu",
+                            supported=pallas_tpu_chunked.supported),
+    pallas_tpu_sequential=Form(pallas_tpu_sequential.delta_net, backend="tpu", auto=False),
     recurrent=reference.recurrent,
 )
 

@@ -7,16 +7,21 @@ import functools
 import jax
 
 from fastweights.ops.common.sequence import Form, dispatch, make_forms
-from fastweights.ops.linear_transformer import chunked, pallas_gpu, pallas_tpu, reference
+from fastweights.ops.linear_transformer import chunked, pallas_gpu_chunked, pallas_tpu_chunked, reference
 
 Array = jax.Array
 
+def _kernel_check(kernel):
+    """The kernel's `supported`, ignoring the options it does not read (`normalize`, `eps`)."""
+    return lambda q, k, v, *, chunk_size, **_: kernel.supported(q, k, v, chunk_size=chunk_size)
+
+
 FORMS = make_forms(
     chunked=Form(chunked.chunked, chunked=True),
-    pallas_gpu_chunked=Form(pallas_gpu.linear_transformer, chunked=True, backend="gpu",
-                            supported=lambda q, k, v, *, chunk_size, **_: pallas_gpu.supported(q, k, v, chunk_size=chunk_size)),
-    pallas_tpu_chunked=Form(pallas_tpu.linear_transformer, chunked=True, backend="tpu",
-                            supported=lambda q, k, v, *, chunk_size, **_: pallas_tpu.supported(q, k, v, chunk_size=chunk_size)),
+    pallas_gpu_chunked=Form(pallas_gpu_chunked.linear_transformer, chunked=True, backend="gpu",
+                            supported=_kernel_check(pallas_gpu_chunked)),
+    pallas_tpu_chunked=Form(pallas_tpu_chunked.linear_transformer, chunked=True, backend="tpu",
+                            supported=_kernel_check(pallas_tpu_chunked)),
     recurrent=reference.recurrent,
 )
 

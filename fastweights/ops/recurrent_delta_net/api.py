@@ -9,13 +9,14 @@ from collections.abc import Mapping
 import jax
 
 from fastweights.ops.common.sequence import Form, dispatch, make_forms
-from fastweights.ops.recurrent_delta_net import pallas_gpu, pallas_tpu, reference
+from fastweights.ops.recurrent_delta_net import pallas_gpu_sequential, pallas_tpu_sequential, reference
 
 Array = jax.Array
 
 FORMS = make_forms(
-    pallas_gpu_sequential=Form(pallas_gpu.recurrent_delta_net, backend="gpu", auto=False),
-    pallas_tpu_sequential=Form(pallas_tpu.recurrent_delta_net, backend="tpu", supported=pallas_tpu.supported),
+    pallas_gpu_sequential=Form(pallas_gpu_sequential.recurrent_delta_net, backend="gpu", auto=False),
+    pallas_tpu_sequential=Form(pallas_tpu_sequential.recurrent_delta_net, backend="tpu",
+                               supported=pallas_tpu_sequential.supported),
     recurrent=reference.recurrent,
 )
 

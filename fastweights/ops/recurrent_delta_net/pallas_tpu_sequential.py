@@ -1,7 +1,8 @@
-"""Recurrent Delta Net as one fused sequential Pallas Mosaic TPU kernel per (batch, head),
-with a reversible custom VJP (see `fastweights/ops/common/pallas_tpu.py`).
+"""Pallas TPU (Mosaic) sequential kernel of the Recurrent Delta Net: one fused kernel per
+(batch, head), with a reversible custom VJP (the driver: `fastweights/ops/common/pallas_tpu.py`).
 
-The step and the wrapper are `pallas_gpu.cell` and `run_kernel`, run on the TPU backend:
+The step and the wrapper are the backend-neutral `kernel_math.cell` and `run_sequential`,
+shared with `pallas_gpu_sequential.py`, run on the TPU backend:
 `W` `[D, D]` and `y` `[1, D]` in float32 VMEM scratch across the time blocks, this head's
 slow `R_q, R_k, R_v` `[D, D]` and `r_b` `[1, D]` loaded once per grid cell; the backward
 kernel accumulates their gradients in VMEM scratch (summed over the batch outside).
@@ -15,7 +16,7 @@ from collections.abc import Mapping
 import jax
 
 from fastweights.ops.common import pallas_tpu as pt
-from fastweights.ops.recurrent_delta_net import pallas_gpu as shared
+from fastweights.ops.recurrent_delta_net import kernel_math as shared
 from fastweights.ops.recurrent_delta_net.reference import Params, State
 
 Array = jax.Array
@@ -24,7 +25,7 @@ Array = jax.Array
 def supported(q: Array, k: Array, v: Array, beta: Array, *, params: Params | Mapping[str, Array],
               initial_state: State | None = None, interpret: bool = False) -> str | None:
     """None if `recurrent_delta_net` can run these inputs on a TPU (or interpreted), else the reason."""
-    return shared.supported(q, k, v, beta, params=params, interpret=interpret, backend=pt)
+    return shared.supported_sequential(pt, q, k, v, beta, params=params, interpret=interpret)
 
 
 @functools.partial(jax.jit, static_argnames=("interpret",))
@@ -35,5 +36,5 @@ def recurrent_delta_net(q: Array, k: Array, v: Array, beta: Array, *, params: Pa
     `State(W [B, H, D, D], y [B, H, D])`), plus `interpret` to run the kernels on CPU.
     Gradients reach the inputs, `params` and the initial state. Raises `NotImplementedError`
     when `supported` gives a reason."""
-    return shared.run_kernel(pt, q, k, v, beta, params=params, initial_state=initial_state,
-                             interpret=interpret)
+    return shared.run_sequential(pt, q, k, v, beta, params=params, initial_state=initial_state,
+                                 interpret=interpret)

@@ -1,5 +1,8 @@
-"""Shared machinery of the fused sequential Pallas kernels (Delta Net, Delta RNN, Delta LSTM,
-RDN): one program per (batch, head) sequence walks time with the fast-weight state in float32
+"""Pallas GPU (Triton) sequential kernels: the generic fused forward / reverse-time backward
+driver (`run`) and the 1D per-head algebra, shared by `delta_net`, `delta_rnn`, `delta_lstm`
+and `recurrent_delta_net` (`<variant>/pallas_gpu_sequential.py`).
+
+One program per (batch, head) sequence walks time with the fast-weight state in float32
 registers, and a custom VJP runs a second, reverse-time kernel.
 
 Why the Triton backend of Pallas (`jax.experimental.pallas.triton`) and not Mosaic GPU:
@@ -14,17 +17,10 @@ Triton needs power-of-two sizes for every loaded/stored array and register tenso
 key and value dims must be powers of two (>= 16, see `supported`); gate axes of size 3 are
 split into separate arrays by the wrappers.
 
-A variant is described by a `Cell`, built from a backend's per-head algebra (`ops`: this
-module's `read`, `outer`, `delta_write`, `vdot`, `softmax`, `softmax_eps` on 1D vectors, or
-`pallas_tpu`'s on `[1, D]` rows), so that each variant's step is written once for the GPU
-and the TPU kernels:
-  * `step(state, x, params) -> (state, out, res)`: one time step of one head on per-step
-    values (`x`: tuple of `[K]`/`[V]` vectors and `[]` scalars, all float32), returning the
-    new state, the output `[V]` and per-step residuals `res` (vectors) that the backward
-    kernel needs to undo the step;
-  * `unstep(state, x, res, params) -> previous state`: exact algebraic inverse of `step`
-    given the residuals (the delta write `W_t = W_{t-1} + k u^T` is undone as
-    `W_{t-1} = W_t - k u^T`; vector states are stored in `res`).
+A variant is described by a `kernel_math.Cell` (`step`, `unstep`), built in the variant's
+`kernel_math.py` from a backend's per-head algebra (`ops`: this module's `read`, `outer`,
+`delta_write`, `vdot`, `softmax`, `softmax_eps` on 1D vectors, or `pallas_tpu`'s on
+`[1, D]` rows), so that each variant's step is written once for the GPU and the TPU kernels.
 
 Backward (reversible, as the official CUDA kernels): the forward kernel stores only the
 outputs, the residuals (O(T d) per head) and the final state. The backward kernel starts
@@ -33,21 +29,22 @@ recomputes the step and applies its VJP (`jax.vjp` of `step`, traced into the ke
 the running state cotangent and `d out_t`. Memory: O(T d) per head plus O(d^2) state; no
 per-step d x d state is ever stored. Cost: one extra step evaluation per step.
 Numerics: reverting W in float32 re-adds rounding errors, so the reconstructed W_{t-1}
-drifts slowly from the forward one (measured in `delta_net/pallas_gpu_recurrent.py`: at most
+drifts slowly from the forward one (measured in `delta_net/pallas_gpu_sequential.py`: at most
 7e-7 relative up to T = 4096).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
+
+from fastweights.ops.common.kernel_math import Cell
 
 Array = jax.Array
 
@@ -97,14 +94,14 @@ def softmax_eps(x: Array, eps: float = 1e-6) -> Array:
 
 
 # ---------------------------------------------------------------------------------------
-# Checks and layout plumbing.
+# Checks.
 
 def is_power_of_two(n: int) -> bool:
     return n >= 1 and (n & (n - 1)) == 0
 
 
 def supported(op: str, *, dims: dict[str, int], dtypes: Sequence[Any], interpret: bool,
-              form: str = "pallas_gpu") -> str | None:
+              form: str = "pallas_gpu_sequential") -> str | None:
     """None if the kernel can run, else the reason it cannot.
 
     `dims`: named feature sizes (key dim, value dim) that become Triton register tensors.
@@ -124,50 +121,8 @@ def supported(op: str, *, dims: dict[str, int], dtypes: Sequence[Any], interpret
     return None
 
 
-def check_supported(reason: str | None) -> None:
-    """Raises `NotImplementedError(reason)` when a kernel cannot run (never falls back)."""
-    if reason is not None:
-        raise NotImplementedError(reason)
-
-
-def to_sequences(x: Array) -> Array:
-    """`[B, T, H, *F]` -> `[B*H, T, *F]`: one row per (batch, head) sequence."""
-    B, T, H, *F = x.shape
-    return jnp.moveaxis(x, 2, 1).reshape(B * H, T, *F)
-
-
-def from_sequences(y: Array, batch: int, heads: int) -> Array:
-    """`[B*H, T, *F]` -> `[B, T, H, *F]`."""
-    _, T, *F = y.shape
-    return jnp.moveaxis(y.reshape(batch, heads, T, *F), 1, 2)
-
-
-def state_to_rows(s: Array) -> Array:
-    """`[B, H, *S]` -> `[B*H, *S]`."""
-    return s.reshape(s.shape[0] * s.shape[1], *s.shape[2:])
-
-
-def state_from_rows(s: Array, batch: int, heads: int) -> Array:
-    """`[B*H, *S]` -> `[B, H, *S]`."""
-    return s.reshape(batch, heads, *s.shape[1:])
-
-
-def split_axis(x: Array, axis: int) -> tuple[Array, ...]:
-    """Splits `x` along `axis` into its slices (e.g. the gate axis of size 3, which Triton
-    cannot hold as a register tensor)."""
-    return tuple(jnp.take(x, i, axis=axis) for i in range(x.shape[axis]))
-
-
 # ---------------------------------------------------------------------------------------
 # The generic forward / backward kernels.
-
-@dataclasses.dataclass(frozen=True)
-class Cell:
-    """One variant's per-head step and its inverse (see the module docstring)."""
-    name: str
-    step: Callable[[tuple, tuple, tuple], tuple[tuple, Array, tuple]]
-    unstep: Callable[[tuple, tuple, tuple, tuple], tuple]
-
 
 def _num_warps(state_shapes: Sequence[tuple[int, ...]]) -> int:
     # Roughly 64 float32 state entries per thread so the loop carry stays in registers:

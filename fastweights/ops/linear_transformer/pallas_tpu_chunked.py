@@ -1,8 +1,8 @@
-"""Chunked sum rule (linear attention) as Pallas Mosaic TPU kernels with a custom VJP.
+"""Pallas TPU (Mosaic) chunked kernels of the Linear Transformer (sum rule), with a custom VJP.
 
-The algebra and the custom VJP are `pallas_gpu.py`'s (its `forward_chunk`, `backward_chunk`
-and `run_chunked`); only the kernels differ. Per chunk of C steps starting from state
-(S `[K, V]`, z `[K]`):
+The per-chunk algebra and the custom VJP are the backend-neutral `kernel_math.py`'s
+(`forward_chunk`, `backward_chunk`, `run_chunked`), shared with `pallas_gpu_chunked.py`; only
+the kernels differ. Per chunk of C steps starting from state (S `[K, V]`, z `[K]`):
 
     num = Q S + tril(Q K^T) V,   den = Q z + rowsum(tril(Q K^T)) + eps,   O = num / den
     S'  = S + K^T V              (normalize=False: O = num)
@@ -24,11 +24,11 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from fastweights.ops.common import pallas_chunked as pc
+from fastweights.ops.common import kernel_math as km
 from fastweights.ops.common import pallas_tpu as pt
 from fastweights.ops.common.chunking import check_chunk_size
 from fastweights.ops.common.sequence import check_shapes
-from fastweights.ops.linear_transformer.pallas_gpu import Kernels, backward_chunk, forward_chunk, run_chunked
+from fastweights.ops.linear_transformer.kernel_math import Kernels, backward_chunk, forward_chunk, run_chunked
 from fastweights.ops.linear_transformer.reference import State
 
 Array = jax.Array
@@ -54,14 +54,14 @@ def linear_transformer(q: Array, k: Array, v: Array, *, normalize: bool = False,
     """
     chunk_size = check_chunk_size(OP, chunk_size)
     n = check_shapes(OP, dict(q=q, k=k, v=v), dict(q="BTHK", k="BTHK", v="BTHV"))
-    pt.check_supported(supported(q, k, v, chunk_size=chunk_size, interpret=interpret))
+    km.check_supported(supported(q, k, v, chunk_size=chunk_size, interpret=interpret))
     return run_chunked(TPU_KERNELS, pt.chunk_length(chunk_size, n["T"]), q, k, v, normalize=normalize,
                        eps=eps, initial_state=initial_state, interpret=interpret)
 
 
 def _forward_kernel(q_ref, k_ref, v_ref, zc_ref, s0_ref, o_ref, h_ref, s_ref, state_ref, *,
                     normalize: bool, eps: float):
-    mask = pc.causal_mask(q_ref.shape[0])
+    mask = km.causal_mask(q_ref.shape[0])
 
     def body(carry):  # S [K, V] float32: the state entering this chunk
         (S,) = carry
@@ -79,7 +79,7 @@ def _forward_kernel(q_ref, k_ref, v_ref, zc_ref, s0_ref, o_ref, h_ref, s_ref, st
 
 def _backward_kernel(q_ref, k_ref, v_ref, zc_ref, h_ref, do_ref, g_ref, ds_ref,
                      dq_ref, dk_ref, dv_ref, dzc_ref, ds0_ref, state_ref, *, normalize: bool, eps: float):
-    mask = pc.causal_mask(q_ref.shape[0])
+    mask = km.causal_mask(q_ref.shape[0])
 
     def body(carry):  # dS [K, V] float32: cotangent of the state leaving this chunk
         (dS,) = carry

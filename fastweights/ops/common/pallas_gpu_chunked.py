@@ -1,9 +1,11 @@
-"""Shared pieces of the chunked Pallas GPU kernels (`delta_net`, `linear_transformer`).
+"""Pallas GPU (Triton) chunked kernels: the Triton-specific pieces shared by `delta_net` and
+`linear_transformer` (`<variant>/pallas_gpu_chunked.py`).
 
 Layout: the kernels see head-first, zero-padded sequences `[B * H, T_pad, D]` with
-`T_pad = N * C` (whole chunks; zero keys, values and betas write nothing, and the outputs of
-padded steps are dropped), one program per `(batch * head[, value block])`, walking its
-chunks with a `fori_loop` while the `[K, V]` state stays in float32 registers.
+`T_pad = N * C` (whole chunks, `kernel_math.to_heads`; zero keys, values and betas write
+nothing, and the outputs of padded steps are dropped), one program per
+`(batch * head[, value block])`, walking its chunks with a `fori_loop` while the `[K, V]`
+state stays in float32 registers.
 
 Backend: the Triton lowering of Pallas (`jax.experimental.pallas.triton`), not Mosaic GPU.
 These kernels are small-tile register programs (16..128-wide tiles, a sequential chunk loop
@@ -14,8 +16,11 @@ support, whereas Mosaic GPU targets Hopper+ warpgroup programming (explicit SMEM
 pipelines) and its API still changes between releases. Triton needs every dot dimension to
 be a power of two >= 16, hence `supported`.
 
-Dots: operands in the inputs' dtype (bfloat16/float16 -> tensor cores, float32 -> IEEE
-float32, never TF32) with float32 accumulation; states and all sums stay float32.
+Dots (`kernel_math.dot`): operands in the inputs' dtype (bfloat16/float16 -> tensor cores,
+float32 -> IEEE float32, never TF32) with float32 accumulation; states and all sums stay
+float32. The backend-neutral pieces (`dot`, `causal_mask`, `to_heads`, `from_heads`) are in
+`kernel_math.py`; here are the Triton limits, the chunk length, the block specs and the launch
+parameters.
 """
 
 from __future__ import annotations
@@ -28,9 +33,6 @@ from jax.experimental import pallas as pl
 
 Array = jax.Array
 
-# Precision of float32 dots in the kernels. HIGHEST lowers to IEEE float32 (CUDA-core FMA);
-# `jax.lax.DotAlgorithmPreset.TF32_TF32_F32_X3` would use tensor cores (3 TF32 passes).
-FLOAT32_PRECISION = jax.lax.Precision.HIGHEST
 MAX_DIM = 256  # larger K or V would not fit the float32 state in registers
 KERNEL_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
 
@@ -48,31 +50,17 @@ def chunk_length(chunk_size: int, time: int) -> int:
 def supported(op: str, *, key_dim: int, value_dim: int, chunk_size: int, dtype, interpret: bool) -> str | None:
     """None if the chunked Pallas GPU kernel of `op` can run, else the reason it cannot."""
     if not interpret and jax.default_backend() != "gpu":
-        return (f"{op}: implementation 'pallas_gpu' needs a GPU (default backend is "
+        return (f"{op}: implementation 'pallas_gpu_chunked' needs a GPU (default backend is "
                 f"{jax.default_backend()!r}); pass interpret=True to run the kernel on CPU")
     for name, d in (("key dim K", key_dim), ("value dim V", value_dim)):
         if not _pow2_at_least_16(d) or d > MAX_DIM:
-            return (f"{op}: pallas_gpu needs {name} to be a power of two in [16, {MAX_DIM}] "
+            return (f"{op}: pallas_gpu_chunked needs {name} to be a power of two in [16, {MAX_DIM}] "
                     f"(Triton dot tiles), got {d}")
     if not (_pow2_at_least_16(chunk_size) and chunk_size <= 128):
-        return f"{op}: pallas_gpu needs chunk_size in {{16, 32, 64, 128}}, got {chunk_size}"
+        return f"{op}: pallas_gpu_chunked needs chunk_size in {{16, 32, 64, 128}}, got {chunk_size}"
     if jnp.dtype(dtype) not in [jnp.dtype(d) for d in KERNEL_DTYPES]:
-        return f"{op}: pallas_gpu supports float32, bfloat16 and float16 inputs, got {jnp.dtype(dtype)}"
+        return f"{op}: pallas_gpu_chunked supports float32, bfloat16 and float16 inputs, got {jnp.dtype(dtype)}"
     return None
-
-
-def to_heads(x: Array, chunk: int) -> Array:
-    """`[B, T, H, *rest]` -> `[B * H, N * C, *rest]`, zero-padding T to whole chunks."""
-    B, T, H = x.shape[:3]
-    pad = -(-T // chunk) * chunk - T
-    x = jnp.pad(x, [(0, 0), (0, pad)] + [(0, 0)] * (x.ndim - 2))
-    return jnp.moveaxis(x, 2, 1).reshape(B * H, T + pad, *x.shape[3:])
-
-
-def from_heads(x: Array, batch: int, time: int) -> Array:
-    """`[B * H, T_pad, *rest]` -> `[B, T, H, *rest]`, dropping the padding."""
-    x = x.reshape(batch, -1, *x.shape[1:])[:, :, :time]
-    return jnp.moveaxis(x, 1, 2)
 
 
 class BlockSpecs(NamedTuple):
@@ -93,24 +81,6 @@ def block_specs(time: int, key_dim: int, block_v: int, n_chunks: int) -> BlockSp
         states=pl.BlockSpec((None, n_chunks * key_dim, block_v), lambda b, j: (b, 0, j)),
         part_k=pl.BlockSpec((None, None, time, key_dim), lambda b, j: (j, b, 0, 0)),
     )
-
-
-def dot(a: Array, b: Array, *, trans_a: bool = False, trans_b: bool = False) -> Array:
-    """`a @ b` (optionally transposed operands) inside a kernel, float32 accumulation.
-
-    float32 operands use Precision.HIGHEST, which the Triton lowering maps to IEEE float32
-    (DEFAULT would be TF32 and break the float32 tolerances) and Mosaic TPU to full float32
-    MXU passes (DEFAULT would round the operands to bfloat16). Shared by the TPU kernels."""
-    dims = (((0 if trans_a else 1,), (1 if trans_b else 0,)), ((), ()))
-    precision = FLOAT32_PRECISION if a.dtype == jnp.float32 else None
-    return jax.lax.dot_general(a, b, dims, precision=precision, preferred_element_type=jnp.float32)
-
-
-def causal_mask(c: int) -> Array:
-    """`[C, C]` bool, True on and below the diagonal (write-then-read)."""
-    row = jax.lax.broadcasted_iota(jnp.int32, (c, c), 0)
-    col = jax.lax.broadcasted_iota(jnp.int32, (c, c), 1)
-    return row >= col
 
 
 def compiler_params(key_dim: int, value_dim: int):

@@ -1,8 +1,9 @@
-"""Chunked delta rule as Pallas Mosaic TPU kernels with a custom VJP.
+"""Pallas TPU (Mosaic) chunked kernels of the Delta Net (delta rule), with a custom VJP.
 
-The algebra, the pure-JAX WY/UT stage and the custom VJP are `pallas_gpu.py`'s (its
-`forward_chunk`, `backward_chunk` and `run_chunked`); only the kernels differ. Per chunk of C
-steps starting from state S `[K, V]`:
+The per-chunk algebra, the pure-JAX WY/UT stage and the custom VJP are the backend-neutral
+`kernel_math.py`'s (`forward_chunk`, `backward_chunk`, `run_chunked`), shared with
+`pallas_gpu_chunked.py`; only the kernels differ. Per chunk of C steps starting from state
+S `[K, V]`:
 
     U  = U_c - W_c S,   O = Q S + tril(Q K^T) U,   S' = S + K^T U
 
@@ -21,11 +22,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from fastweights.ops.common import pallas_chunked as pc
+from fastweights.ops.common import kernel_math as km
 from fastweights.ops.common import pallas_tpu as pt
 from fastweights.ops.common.chunking import check_chunk_size
 from fastweights.ops.common.sequence import check_shapes
-from fastweights.ops.delta_net.pallas_gpu import Kernels, backward_chunk, forward_chunk, run_chunked
+from fastweights.ops.delta_net.kernel_math import Kernels, backward_chunk, forward_chunk, run_chunked
 from fastweights.ops.delta_net.reference import State
 
 Array = jax.Array
@@ -51,13 +52,13 @@ def delta_net(q: Array, k: Array, v: Array, beta: Array, *, chunk_size: int | No
     """
     chunk_size = check_chunk_size(OP, chunk_size)
     n = check_shapes(OP, dict(q=q, k=k, v=v, beta=beta), dict(q="BTHK", k="BTHK", v="BTHV", beta="BTH"))
-    pt.check_supported(supported(q, k, v, beta, chunk_size=chunk_size, interpret=interpret))
+    km.check_supported(supported(q, k, v, beta, chunk_size=chunk_size, interpret=interpret))
     return run_chunked(TPU_KERNELS, pt.chunk_length(chunk_size, n["T"]), q, k, v, beta,
                        initial_state=initial_state, interpret=interpret)
 
 
 def _forward_kernel(q_ref, k_ref, w_ref, u_ref, s0_ref, o_ref, h_ref, s_ref, state_ref):
-    mask = pc.causal_mask(q_ref.shape[0])
+    mask = km.causal_mask(q_ref.shape[0])
 
     def body(carry):  # S [K, V] float32: the state entering this chunk
         (S,) = carry
@@ -74,7 +75,7 @@ def _forward_kernel(q_ref, k_ref, w_ref, u_ref, s0_ref, o_ref, h_ref, s_ref, sta
 
 def _backward_kernel(q_ref, k_ref, w_ref, u_ref, h_ref, do_ref, ds_ref,
                      dq_ref, dk_ref, dw_ref, du_ref, ds0_ref, state_ref):
-    mask = pc.causal_mask(q_ref.shape[0])
+    mask = km.causal_mask(q_ref.shape[0])
 
     def body(carry):  # dS [K, V] float32: cotangent of the state leaving this chunk
         (dS,) = carry
