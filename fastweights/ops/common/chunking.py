@@ -2,7 +2,8 @@
 inverse, the scan over chunks with its hand-written backward, and batch groups.
 
 Zero padding is exact for the sum and delta rules: a zero key (and zero beta) writes
-nothing, and the outputs of padded steps are dropped.
+nothing, and the outputs of padded steps are dropped. For the gated delta rule a zero log
+decay is no decay, so padded steps also leave the state as it was.
 """
 
 from __future__ import annotations
@@ -120,15 +121,16 @@ def _unit_lower_inverse_bwd(inverse, grad):
 unit_lower_inverse.defvjp(_unit_lower_inverse_fwd, _unit_lower_inverse_bwd)
 
 
-def _chunk_states(k: Array, w: Array | None, u_in: Array, state: Array):
-    """The sequential part: `U_n = U_in_n - W_n S_n`, `S_{n+1} = S_n + K_n^T U_n`.
+def _chunk_states(k: Array, w: Array | None, u_in: Array, state: Array, decay: Array | None):
+    """The sequential part: `U_n = U_in_n - W_n S_n`, `S_{n+1} = d_n S_n + K_n^T U_n`.
     Returns `(S_N, (S_n entering each chunk, U_n))`."""
     def step(S, xs):
-        k_c, w_c, u_c = xs
+        k_c, w_c, u_c, d_c = xs
         u = u_c if w_c is None else u_c - einsum("bhck,bhkv->bhcv", w_c, S)
-        return S + einsum("bhck,bhcv->bhkv", k_c, u), (S, u)
+        carried = S if d_c is None else d_c[..., None, None] * S
+        return carried + einsum("bhck,bhcv->bhkv", k_c, u), (S, u)
 
-    return jax.lax.scan(step, state, (k, w, u_in))
+    return jax.lax.scan(step, state, (k, w, u_in, decay))
 
 
 def _chunk_outputs(q: Array, attn: Array, entering: Array, u: Array) -> Array:
@@ -136,47 +138,51 @@ def _chunk_outputs(q: Array, attn: Array, entering: Array, u: Array) -> Array:
 
 
 @jax.custom_vjp
-def chunk_scan(q: Array, k: Array, w: Array | None, u_in: Array, attn: Array, state: Array) -> tuple[Array, Array]:
-    """The scan over chunks shared by the chunked sum and delta rules, per chunk n:
+def chunk_scan(q: Array, k: Array, w: Array | None, u_in: Array, attn: Array, state: Array,
+               decay: Array | None = None) -> tuple[Array, Array]:
+    """The scan over chunks shared by the chunked sum, delta and gated delta rules, per chunk n:
 
         U_n     = U_in_n - W_n S_n          (w None, the sum rule: U_n = U_in_n)
         O_n     = Q_n S_n + A_n U_n
-        S_{n+1} = S_n + K_n^T U_n
+        S_{n+1} = d_n S_n + K_n^T U_n       (decay None: d_n = 1)
 
     `q`, `k`, `w` `[N, B, H, C, K]`, `u_in` `[N, B, H, C, V]`, `attn`
-    (causal `Q K^T`) `[N, B, H, C, C]`, `state` `[B, H, K, V]`. Returns `(O [N, B, H, C, V],
+    (causal `Q K^T`, with any decays folded in) `[N, B, H, C, C]`, `state` `[B, H, K, V]`,
+    `decay` (the state's decay over each chunk) `[N, B, H]`. Returns `(O [N, B, H, C, V],
     S_N)`. Only the two products with S run chunk after chunk; the outputs and every gradient
     that is not on the state's path are batched over all chunks (the custom VJP; autodiff
     would put them inside the backward loop).
     """
-    return _chunk_scan_fwd(q, k, w, u_in, attn, state)[0]
+    return _chunk_scan_fwd(q, k, w, u_in, attn, state, decay)[0]
 
 
-def _chunk_scan_fwd(q, k, w, u_in, attn, state):
-    final, (entering, u) = _chunk_states(k, w, u_in, state)
-    return (_chunk_outputs(q, attn, entering, u), final), (q, k, w, attn, entering, u)
+def _chunk_scan_fwd(q, k, w, u_in, attn, state, decay):
+    final, (entering, u) = _chunk_states(k, w, u_in, state, decay)
+    return (_chunk_outputs(q, attn, entering, u), final), (q, k, w, attn, entering, u, decay)
 
 
 def _chunk_scan_bwd(residuals, grads):
-    q, k, w, attn, entering, u = residuals
+    q, k, w, attn, entering, u, decay = residuals
     d_out, d_final = grads
     d_state_local = einsum("nbhck,nbhcv->nbhkv", q, d_out)    # from O_n = Q_n S_n + ...
     d_u_local = einsum("nbhij,nbhiv->nbhjv", attn, d_out)     # from ... + A_n U_n
 
     def step(dS, xs):  # dS: gradient of the state after chunk n
-        k_c, w_c, d_state_c, d_u_c = xs
+        k_c, w_c, d_state_c, d_u_c, d_c = xs
         d_u = d_u_c + einsum("bhck,bhkv->bhcv", k_c, dS)
-        d_entering = dS + d_state_c
+        d_entering = (dS if d_c is None else d_c[..., None, None] * dS) + d_state_c
         if w_c is not None:
             d_entering = d_entering - einsum("bhck,bhcv->bhkv", w_c, d_u)
         return d_entering, (dS, d_u)
 
-    d_state, (d_leaving, d_u) = jax.lax.scan(step, d_final, (k, w, d_state_local, d_u_local), reverse=True)
+    d_state, (d_leaving, d_u) = jax.lax.scan(step, d_final, (k, w, d_state_local, d_u_local, decay),
+                                             reverse=True)
     d_q = einsum("nbhcv,nbhkv->nbhck", d_out, entering)
     d_k = einsum("nbhcv,nbhkv->nbhck", u, d_leaving)
     d_w = None if w is None else -einsum("nbhcv,nbhkv->nbhck", d_u, entering)
     d_attn = einsum("nbhiv,nbhjv->nbhij", d_out, u)
-    return d_q, d_k, d_w, d_u, d_attn, d_state
+    d_decay = None if decay is None else einsum("nbhkv,nbhkv->nbh", entering, d_leaving)
+    return d_q, d_k, d_w, d_u, d_attn, d_state, d_decay
 
 
 chunk_scan.defvjp(_chunk_scan_fwd, _chunk_scan_bwd)
