@@ -51,26 +51,29 @@ def test_wy_representation_and_its_gradient():
         assert_close(grads[0], grads[1], "float64_exact_solve", name="wy gradients")
 
 
-@pytest.mark.parametrize("delta", [True, False], ids=["delta_rule", "sum_rule"])
-def test_chunk_scan_and_its_gradient(delta):
-    def loop(q, k, w, u_in, attn, state):  # the recurrence chunk by chunk, differentiated by autodiff
+@pytest.mark.parametrize("rule", ["delta_rule", "sum_rule", "gated_delta_rule"])
+def test_chunk_scan_and_its_gradient(rule):
+    def loop(q, k, w, u_in, attn, state, decay=None):  # chunk by chunk, differentiated by autodiff
         outputs = []
         for n in range(q.shape[0]):
             u = u_in[n] if w is None else u_in[n] - w[n] @ state
             outputs.append(q[n] @ state + attn[n] @ u)
-            state = state + jnp.swapaxes(k[n], -1, -2) @ u
+            kept = state if decay is None else decay[n][..., None, None] * state
+            state = kept + jnp.swapaxes(k[n], -1, -2) @ u
         return jnp.stack(outputs), state
 
     with float64():
         rng = np.random.default_rng(2)
         N, B, H, C, K, V = 3, 2, 2, 4, 5, 3
         q, k = _normal(rng, N, B, H, C, K), _normal(rng, N, B, H, C, K, scale=0.3)
-        w = _normal(rng, N, B, H, C, K, scale=0.3) if delta else None
+        w = None if rule == "sum_rule" else _normal(rng, N, B, H, C, K, scale=0.3)
         u_in, attn, state = _normal(rng, N, B, H, C, V), _normal(rng, N, B, H, C, C), _normal(rng, B, H, K, V)
         args = (q, k, w, u_in, attn, state)
+        if rule == "gated_delta_rule":
+            args += (jnp.asarray(rng.uniform(0.2, 1.0, (N, B, H))),)
         assert_close(chunking.chunk_scan(*args), loop(*args), "float64_exact")
         cotangents = (_normal(rng, N, B, H, C, V), _normal(rng, B, H, K, V))
-        argnums = (0, 1, 2, 3, 4, 5) if delta else (0, 1, 3, 4, 5)
+        argnums = tuple(i for i in range(len(args)) if args[i] is not None)
         grads = [jax.grad(lambda *a, f=f: vdot(f(*a), cotangents), argnums=argnums)(*args)
                  for f in (chunking.chunk_scan, loop)]
         assert_close(grads[0], grads[1], "float64_exact", name="chunk scan gradients")
