@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from fastweights.ops import (delta_delta_net, delta_lstm, delta_mlp, delta_net, delta_rnn, linear_transformer,
-                             recurrent_delta_net)
+from fastweights.ops import (delta_delta_net, delta_lstm, delta_mlp, delta_net, delta_rnn, gated_delta_net,
+                             linear_transformer, recurrent_delta_net)
 from fastweights.ops.common.spec import VariantSpec
 
 FAMILIES = {
@@ -54,6 +54,7 @@ _ROWS: tuple[Variant, ...] = (
     delta_rnn.SPEC,
     delta_lstm.SPEC,
     recurrent_delta_net.SPEC,
+    gated_delta_net.SPEC,           # beyond the paper: Yang, Kautz and Hatamizadeh, ICLR 2025
     Variant("transformer", "Transformer", "baseline", "causal softmax attention (layer baseline)"),
     Variant("lstm", "LSTM", "baseline", "LSTM (layer baseline)"),
 )

@@ -79,6 +79,24 @@ def delta_net(q, k, v, beta, *, state=None):
     return out, {"W": W}
 
 
+def gated_delta_net(q, k, v, beta, g, *, state=None):
+    # The paper's transition form, W_t = a_t (I - beta_t k_t k_t^T) W_{t-1} + beta_t k_t v_t^T,
+    # a_t = exp(g_t): the same as decaying first and then a delta write that reads the decayed W.
+    q, k, v, beta, g = _f64(q, k, v, beta, g)
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    W = _init(state, "W", (B, H, K, V))
+    out = np.zeros((B, T, H, V))
+    for b in range(B):
+        for h in range(H):
+            for t in range(T):
+                kt, bt = k[b, t, h], beta[b, t, h]
+                transition = np.exp(g[b, t, h]) * (np.eye(K) - bt * np.outer(kt, kt))
+                W[b, h] = transition @ W[b, h] + bt * np.outer(kt, v[b, t, h])
+                out[b, t, h] = W[b, h].T @ q[b, t, h]
+    return out, {"W": W}
+
+
 def delta_delta_net(q, k, v, beta, *, eps=1e-5, state=None):
     q, k, v, beta = _f64(q, k, v, beta)
     B, T, H, K = q.shape
@@ -274,7 +292,17 @@ def layer_delta_mlp(P, phi, d, f, slow, *, depth):
                      slow["ln_bias"])[0]
 
 
+def layer_gated_delta_net(P, phi, d, f, slow):
+    # Per head q, k, v, beta, a; the decay of FLA's GatedDeltaNet layer:
+    # g = -exp(A_log) * softplus(a + dt_bias), one scalar per head and step.
+    a = P[..., 3 * d + 1]
+    g = -np.exp(slow["A_log"]) * np.logaddexp(0.0, a + slow["dt_bias"])
+    return gated_delta_net(phi(_cut(P, 0, d)), phi(_cut(P, d, d)), _cut(P, 2 * d, d), sigmoid(P[..., 3 * d]), g)[0]
+
+
 # Layers of variants beyond the paper (no official id): variant -> (q/k feature map, sum-norm
 # eps or None for none, 1/sqrt(d) output scale, options), under the LM convention.
-LAYER_SETTINGS = {}
+LAYER_SETTINGS = {
+    "gated_delta_net": ("elu", 0.0, True, {}),   # as the Delta Net's LM layer
+}
 
