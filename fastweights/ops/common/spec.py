@@ -32,6 +32,7 @@ from fastweights.ops.common.sequence import Form
 
 Array = jax.Array
 
+
 class Dims(NamedTuple):
     """Sizes of example inputs: batch, time, heads, key dim, value dim, Delta MLP depth."""
     batch: int
@@ -172,7 +173,7 @@ class VariantSpec:
       sequence_only_options: options of `fn` that `step` does not take (the Delta MLP's
         `depth`, which its inputs imply).
       paper_options: the options of the paper's main table (benchmarks, demos).
-      versions: the variant's versions (None: unversioned); `default_version` the paper's.
+      versions: the variant's versions (empty: unversioned); `default_version` the paper's.
       layer: how the generic layer drives it; None: no fast-weight layer.
       aliases: its official ids and other names (filled in by the registry).
     """
