@@ -3,6 +3,7 @@ processes against one, kill-and-resume equality, corrupt-checkpoint fallback, Na
 the CLI's errors, and the tiny preset of every task learning."""
 
 import dataclasses
+import doctest
 import math
 import os
 import signal
@@ -19,7 +20,7 @@ import optax
 import pytest
 from flax import nnx
 
-from fastweights import metrics, presets, training
+from fastweights import experiment, metrics, presets, training
 from fastweights.nn import presets as model_presets
 from fastweights.tasks import associative_recall
 from fastweights.testing import assert_close
@@ -54,6 +55,12 @@ def _cli(run_dir, *args, env=None, devices=1):
 
 def _losses(run_dir):
     return metrics.losses_by_step(metrics.read_jsonl(Path(run_dir) / "metrics.jsonl"))
+
+
+@pytest.mark.parametrize("module", [training, presets, experiment], ids=lambda m: m.__name__)
+def test_docstring_examples_run(module):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
 
 
 def test_learning_rate_schedules():
@@ -177,20 +184,17 @@ class _Poisoned:
         self.next = state["next"]
 
 
-class _NaNAt:
+class _NaNAt(associative_recall.AssociativeRecall):
     """The associative-recall task with a NaN loss on train batch `index` (0-based)."""
 
     def __init__(self, index):
-        self.index, self.task = index, associative_recall.TASK
-
-    def __getattr__(self, name):
-        return getattr(self.task, name)
+        self.index = index
 
     def dataset(self, data, split, **kw):
-        return _Poisoned(self.task.dataset(data, split, **kw), self.index if split == "train" else -1)
+        return _Poisoned(super().dataset(data, split, **kw), self.index if split == "train" else -1)
 
     def loss(self, model, batch):
-        loss, values = self.task.loss(model, batch)
+        loss, values = super().loss(model, batch)
         poisoned = loss + jnp.where(batch["poison"].max() > 0, jnp.nan, 0.0)
         return poisoned, dict(values, loss=poisoned)
 

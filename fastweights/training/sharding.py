@@ -66,6 +66,11 @@ def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
     return NamedSharding(mesh, P("data"))
 
 
+def carry_shardings(carry, mesh: jax.sharding.Mesh):
+    """The layout of a (possibly abstract) carried state: scalars replicated, every other
+    leaf split over `data` along its leading (batch) axis, like the batches."""
+    return jax.tree.map(lambda x: NamedSharding(mesh, P() if x.ndim == 0 else P("data")), carry)
+
 
 def global_batch(local: Mapping[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[str, Array]:
     """Assembles each process's rows into global arrays sharded over `data`."""
