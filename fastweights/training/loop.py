@@ -152,6 +152,7 @@ def train(task: Task, model: nnx.Module | Callable[[nnx.Rngs], nnx.Module], run_
 
     writer = run_metrics.MetricsWriter(run_dir, tensorboard=cfg.tensorboard, enabled=process == 0)
     bar = run_metrics.ProgressBar(cfg.steps, initial_step=start, enabled=cfg.progress and process == 0)
+    say = bar.write if bar.enabled else log     # through the bar while it is drawn: its line stays whole
     tokens = task.tokens_per_batch(data)
     last: dict[str, float] = {}
     try:
@@ -171,7 +172,7 @@ def train(task: Task, model: nnx.Module | Callable[[nnx.Rngs], nnx.Module], run_
                         f"non-finite loss ({last['loss']}) or gradient (norm {last['grad_norm']}) at step "
                         f"{step}; the update was not applied and no checkpoint was written after it. "
                         f"Set train.nan_policy=skip to skip such updates.")
-                log(f"step {step}: non-finite loss or gradient, update skipped")
+                say(f"step {step}: non-finite loss or gradient, update skipped")
             bar.update(step, loss=last["loss"], tokens=tokens)
             if step % cfg.log_every == 0 or step == cfg.steps:
                 writer.write(step, last)
@@ -183,6 +184,7 @@ def train(task: Task, model: nnx.Module | Callable[[nnx.Rngs], nnx.Module], run_
                     store.save_best(step, saved(), meta())
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 store.save(step, saved(), meta())
+        bar.close()
         store.wait()
         test = None
         if cfg.test_at_end:
