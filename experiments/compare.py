@@ -16,26 +16,25 @@ import shutil
 import sys
 from pathlib import Path
 
-from fastweights import experiment, metrics, training
-from fastweights.tasks import TASKS
+from fastweights import metrics, presets, training
 
 METRIC = {"code_execution": "sequence_accuracy", "listops": "accuracy", "associative_recall": "accuracy"}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.compare", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--task", default="code_execution", choices=list(TASKS))
+    parser.add_argument("--task", default="code_execution", choices=list(presets.TASKS))
     parser.add_argument("--presets", default="small_linear_transformer,small_delta_net,small_delta_rnn",
                         help="comma-separated presets of the task, in the expected order (worst first)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="override applied to every preset (repeatable)")
     parser.add_argument("--out", default="runs/compare", help="folder of the runs (replaced)")
     args = parser.parse_args(argv)
-    presets = [p.strip() for p in args.presets.split(",") if p.strip()]
+    names = [p.strip() for p in args.presets.split(",") if p.strip()]
     try:
-        experiments = {p: experiment.get(args.task, p, args.overrides) for p in presets}
+        experiments = {p: presets.get(args.task, p, args.overrides) for p in names}
         for exp in experiments.values():
-            experiment.validate(exp)
+            presets.validate(exp)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -47,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{i}/{len(experiments)}] {args.task} {preset}", file=sys.stderr, flush=True)
         run_dir = out / preset
         training.write_run_info(run_dir, task=args.task, preset=preset, overrides=args.overrides)
-        results[preset] = training.train(exp, run_dir, resume=False)
-    curves = {p: out / p / "metrics.jsonl" for p in presets}
+        results[preset] = presets.run(exp, run_dir, resume=False)
+    curves = {p: out / p / "metrics.jsonl" for p in names}
     metrics.plot_runs(curves, out / "valid_accuracy.png", key=metric, split="valid",
                       title=f"{args.task}: validation {metric.replace('_', ' ')}")
     metrics.plot_runs(curves, out / "train_loss.png", key="loss", split="train", logy=True,
@@ -61,10 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         scores[preset] = test.get(metric, float("nan"))
         extra = ", ".join(f"{k} {v:.3f}" for k, v in test.items() if k not in ("loss",))
         print(f"| {preset} | {result['best']:.3f} | {result['best_step']} | {extra} |")
-    ordered = all(scores[a] < scores[b] for a, b in zip(presets, presets[1:]))
-    ranking = " < ".join(f"{p} ({scores[p]:.3f})" for p in sorted(presets, key=scores.get))
+    ordered = all(scores[a] < scores[b] for a, b in zip(names, names[1:]))
+    ranking = " < ".join(f"{p} ({scores[p]:.3f})" for p in sorted(names, key=scores.get))
     print(f"\ntest {metric}: {ranking}")
-    print("the expected ordering (" + " < ".join(presets) + ") "
+    print("the expected ordering (" + " < ".join(names) + ") "
           + ("HOLDS in this run." if ordered else "does NOT hold in this run."))
     print(f"curves: {out / 'valid_accuracy.png'}, {out / 'train_loss.png'}")
     return 0

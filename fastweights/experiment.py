@@ -1,10 +1,18 @@
-"""Experiments: a task, its data, a model, an optimizer and a training loop, as one frozen
-config; named presets per task; `--set section.field=value` overrides with clear errors.
+"""An experiment: a task's name, its data, a model, an optimizer and a training loop, as one
+frozen config; `--set section.field=value` overrides with clear errors. The named
+experiments of every task are `fastweights.presets`.
 
-    >>> from fastweights import experiment
-    >>> exp = experiment.get("associative_recall", "tiny", ["model.num_layers=2"])
-    >>> exp.model.num_layers
-    2
+    >>> from fastweights.experiment import Experiment, override
+    >>> exp = override(Experiment("associative_recall", data=None, model=None), ["train.steps=20"])
+    >>> exp.train.steps
+    20
+
+The `--set` grammar is ours, kept after trying the libraries that could replace it: tyro and
+simple_parsing make one flag per field (`--model.num-layers 2`) with their own error texts
+(tyro: "Unrecognized options ... Perhaps you meant"; simple_parsing silently reads the prefix
+`--num_layer` as `--num_layers`), and ml_collections' config flags (`--config.model.x=...`)
+add an unknown field to an unlocked ConfigDict. Ours keeps one repeatable `--set
+section.field=value` and errors that list the valid fields or name the expected type.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
-from fastweights.training import OptimizerConfig, TrainConfig
+from fastweights.training.config import OptimizerConfig, TrainConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,32 +36,6 @@ class Experiment:
     model: Any
     optimizer: OptimizerConfig = OptimizerConfig()
     train: TrainConfig = TrainConfig()
-
-
-def presets(task: str) -> dict[str, Experiment]:
-    """The named experiments of a task."""
-    from fastweights.tasks import get_task
-    return dict(get_task(task).experiments())
-
-
-def get(task: str, preset: str, overrides: Sequence[str] = ()) -> Experiment:
-    """The preset with `overrides` ("section.field=value") applied; `ValueError` names the
-    valid tasks, presets, fields or values when one is wrong."""
-    available = presets(task)
-    if preset not in available:
-        raise ValueError(f"unknown preset {preset!r} for task {task!r}; valid: {', '.join(available)}")
-    return override(available[preset], overrides)
-
-
-def validate(exp: Experiment) -> None:
-    """Raises `ValueError` for invalid values anywhere in the experiment: the optimizer and
-    loop settings, and the model (built abstractly, so an unknown variant or option fails
-    here, before any compilation)."""
-    from fastweights.nn import presets as model_presets
-    from fastweights.tasks import get_task
-    from fastweights.training import validate as validate_training
-    validate_training(exp.optimizer, exp.train)
-    model_presets.count_params(get_task(exp.task).model_config(exp.data, exp.model))
 
 
 def override(config: Any, overrides: Sequence[str]) -> Any:

@@ -17,8 +17,7 @@ import argparse
 import json
 import sys
 
-from fastweights import experiment as experiments
-from fastweights import training
+from fastweights import presets, training
 
 
 def parser() -> argparse.ArgumentParser:
@@ -40,18 +39,15 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from fastweights.tasks import TASKS
     if args.list:
-        for name in TASKS:
-            print(f"{name}: {', '.join(experiments.presets(name))}")
+        for name in presets.TASKS:
+            print(f"{name}: {', '.join(presets.names(name))}")
         return 0
     if not args.task:
-        parser().error(f"--task is required; valid: {', '.join(TASKS)}")
+        parser().error(f"--task is required; valid: {', '.join(presets.TASKS)}")
     try:
-        if args.task not in TASKS:
-            raise ValueError(f"unknown task {args.task!r}; valid: {', '.join(TASKS)}")
-        exp = experiments.get(args.task, args.preset, args.overrides)
-        experiments.validate(exp)
+        exp = presets.get(args.task, args.preset, args.overrides)
+        presets.validate(exp)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -62,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = args.run_dir or f"runs/{args.task}_{args.preset}"
     training.write_run_info(run_dir, task=args.task, preset=args.preset, overrides=args.overrides)
     try:
-        result = training.train(exp, run_dir, resume=not args.no_resume)
+        result = presets.run(exp, run_dir, resume=not args.no_resume)
     except training.RunDirectoryError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

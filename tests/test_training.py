@@ -3,6 +3,7 @@ processes against one, kill-and-resume equality, corrupt-checkpoint fallback, Na
 the CLI's errors, and the tiny preset of every task learning."""
 
 import dataclasses
+import doctest
 import math
 import os
 import signal
@@ -19,9 +20,9 @@ import optax
 import pytest
 from flax import nnx
 
-from fastweights import experiment, metrics, training
-from fastweights.nn import presets
-from fastweights.tasks import TASKS, associative_recall
+from fastweights import experiment, metrics, presets, training
+from fastweights.nn import presets as model_presets
+from fastweights.tasks import associative_recall
 from fastweights.testing import assert_close
 
 ROOT = Path(__file__).parents[1]
@@ -32,7 +33,13 @@ MICRO = ["data.batch_size=16", "model.model_dim=16", "model.num_layers=1", "mode
 
 
 def micro(*overrides):
-    return experiment.get("associative_recall", "tiny", MICRO + list(overrides))
+    return presets.get("associative_recall", "tiny", MICRO + list(overrides))
+
+
+def _train(task, exp, run_dir):
+    """`exp`'s model and configs trained on `task` (a stand-in for the named one)."""
+    return training.train(task, presets.model_factory(exp), run_dir, data=exp.data,
+                          optimizer=exp.optimizer, config=exp.train)
 
 
 def _cli(run_dir, *args, env=None, devices=1):
@@ -48,6 +55,12 @@ def _cli(run_dir, *args, env=None, devices=1):
 
 def _losses(run_dir):
     return metrics.losses_by_step(metrics.read_jsonl(Path(run_dir) / "metrics.jsonl"))
+
+
+@pytest.mark.parametrize("module", [training, presets, experiment], ids=lambda m: m.__name__)
+def test_docstring_examples_run(module):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
 
 
 def test_learning_rate_schedules():
@@ -66,14 +79,14 @@ def test_learning_rate_schedules():
 def test_sharded_step_equals_one_device():
     assert len(jax.devices()) == 8
     exp = micro("model.num_heads=4", "model.head_dim=4", "data.batch_size=8")
-    task = TASKS[exp.task]
+    task = presets.get_task(exp.task)
     model_config = task.model_config(exp.data, exp.model)
     batch = next(task.dataset(exp.data, "train"))
     sgd = optax.sgd(1.0)      # new params = params - gradients
     results = {}
     for name, mesh in [("one", training.make_mesh((1, 1), jax.devices()[:1])),
                        ("sharded", training.make_mesh((4, 2)))]:
-        model = presets.build(model_config, rngs=nnx.Rngs(params=0, dropout=1))
+        model = model_presets.build(model_config, rngs=nnx.Rngs(params=0, dropout=1))
         graphdef, _, rest = training.split_model(model)
         state, shardings = training.init_train_state(model, sgd, seed=0, mesh=mesh)
         before = jax.tree.map(np.asarray, state.params)
@@ -134,14 +147,14 @@ def test_killed_run_resumes_with_the_same_losses(tmp_path):
 
 def test_corrupt_latest_checkpoint_falls_back(tmp_path, capfd):
     exp = micro("train.steps=4", "train.checkpoint_every=2", "train.eval_every=100", "train.log_every=1")
-    training.train(exp, tmp_path)
+    presets.run(exp, tmp_path)
     latest = tmp_path / "checkpoints" / "latest"
     assert sorted(p.name for p in latest.iterdir() if p.name.isdigit()) == ["2", "4"]
     for path in (latest / "4").rglob("*"):      # damage every file of the newest checkpoint
         if path.is_file():
             path.write_bytes(b"\0garbage")
     capfd.readouterr()
-    result = training.train(dataclasses.replace(exp, train=dataclasses.replace(exp.train, steps=6)), tmp_path)
+    result = presets.run(dataclasses.replace(exp, train=dataclasses.replace(exp.train, steps=6)), tmp_path)
     err = capfd.readouterr().err
     assert "checkpoint at step 4" in err and "cannot be restored" in err and "resumed from step 2" in err
     assert result["last"]["finite"] == 1.0
@@ -171,33 +184,29 @@ class _Poisoned:
         self.next = state["next"]
 
 
-class _NaNAt:
+class _NaNAt(associative_recall.AssociativeRecall):
     """The associative-recall task with a NaN loss on train batch `index` (0-based)."""
 
     def __init__(self, index):
-        self.index, self.task = index, associative_recall.TASK
-
-    def __getattr__(self, name):
-        return getattr(self.task, name)
+        self.index = index
 
     def dataset(self, data, split, **kw):
-        return _Poisoned(self.task.dataset(data, split, **kw), self.index if split == "train" else -1)
+        return _Poisoned(super().dataset(data, split, **kw), self.index if split == "train" else -1)
 
     def loss(self, model, batch):
-        loss, values = self.task.loss(model, batch)
+        loss, values = super().loss(model, batch)
         poisoned = loss + jnp.where(batch["poison"].max() > 0, jnp.nan, 0.0)
         return poisoned, dict(values, loss=poisoned)
 
 
-def test_nan_loss_stops_without_a_poisoned_checkpoint(tmp_path, monkeypatch):
-    monkeypatch.setattr("fastweights.tasks.get_task", lambda name: _NaNAt(2))
+def test_nan_loss_stops_without_a_poisoned_checkpoint(tmp_path):
     exp = micro("train.steps=5", "train.checkpoint_every=1", "train.eval_every=100", "train.log_every=1")
     with pytest.raises(training.NonFiniteLossError, match="at step 3"):
-        training.train(exp, tmp_path / "stop")
+        _train(_NaNAt(2), exp, tmp_path / "stop")
     steps = sorted(int(p.name) for p in (tmp_path / "stop" / "checkpoints" / "latest").iterdir() if p.name.isdigit())
     assert steps == [1, 2]
-    result = training.train(dataclasses.replace(exp, train=dataclasses.replace(exp.train, nan_policy="skip")),
-                            tmp_path / "skip")
+    result = _train(_NaNAt(2), dataclasses.replace(exp, train=dataclasses.replace(exp.train, nan_policy="skip")),
+                    tmp_path / "skip")
     losses = _losses(tmp_path / "skip")
     assert math.isnan(losses[3]) and all(math.isfinite(losses[s]) for s in (1, 2, 4, 5))
     assert result["last"]["finite"] == 1.0
@@ -228,11 +237,11 @@ def test_cli_lists_and_prints_config(capsys):
     assert '"num_layers": 3' in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("task", list(TASKS))
+@pytest.mark.parametrize("task", list(presets.TASKS))
 def test_tiny_preset_of_every_task_learns(task, tmp_path):
-    exp = experiment.get(task, "tiny", ["train.steps=25", "train.eval_every=25", "train.log_every=1",
-                                        "train.progress=false", "train.tensorboard=false"])
-    result = training.train(exp, tmp_path)
+    exp = presets.get(task, "tiny", ["train.steps=25", "train.eval_every=25", "train.log_every=1",
+                                     "train.progress=false", "train.tensorboard=false"])
+    result = presets.run(exp, tmp_path)
     losses = list(_losses(tmp_path).values())
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.1, losses
     assert (tmp_path / "learning_curves.png").stat().st_size > 5000
@@ -241,8 +250,8 @@ def test_tiny_preset_of_every_task_learns(task, tmp_path):
 
 def test_bfloat16_compute_keeps_float32_master_weights(tmp_path):
     common = ["train.steps=3", "train.eval_every=100", "train.log_every=1"]
-    bf16 = training.train(micro(*common, "train.compute_dtype=bfloat16"), tmp_path / "bf16")
-    training.train(micro(*common), tmp_path / "f32")
+    bf16 = presets.run(micro(*common, "train.compute_dtype=bfloat16"), tmp_path / "bf16")
+    presets.run(micro(*common), tmp_path / "f32")
     assert {p.dtype for p in jax.tree.leaves(bf16["state"].params)} == {jnp.dtype(jnp.float32)}
     first_bf16, first_f32 = _losses(tmp_path / "bf16")[1], _losses(tmp_path / "f32")[1]
     # The first loss comes from the same float32 weights: it differs by bf16 rounding only.

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Mapping
-from types import MappingProxyType
 from typing import Any
 
 import grain
@@ -38,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fastweights.nn.config import LayerConfig, SequenceConfig
+from fastweights.nn.config import SequenceConfig
 
 SPLITS = {"train": 0, "valid": 1, "test": 2}
 # The train stream has no end; grain needs a length, and this one is never reached.
@@ -125,13 +124,14 @@ class _ShardBatch:
 
 
 class AssociativeRecall:
-    """The task object the trainer calls (`TASK` below)."""
+    """The task object (`TASK` below): a `fastweights.training.Task` without carried state."""
 
     name = "associative_recall"
     DataConfig = DataConfig
 
-    def model_config(self, data: DataConfig, model: SequenceConfig) -> SequenceConfig:
-        """`model` with `input_vocab = K + V + 1`, `output_size = V` and `head = "final"`."""
+    def model_config(self, data: DataConfig, model: SequenceConfig, *, prepare: bool = True) -> SequenceConfig:
+        """`model` with `input_vocab = K + V + 1`, `output_size = V` and `head = "final"`
+        (known from `data` alone: `prepare` changes nothing)."""
         if not isinstance(model, SequenceConfig):
             raise TypeError(f"associative recall needs a SequenceConfig, got {type(model).__name__}")
         return dataclasses.replace(model, input_vocab=data.input_vocab, output_size=data.num_values,
@@ -169,44 +169,5 @@ class AssociativeRecall:
         """Input tokens in one global batch (`B * T`)."""
         return data.batch_size * data.seq_len
 
-    def experiments(self) -> dict:
-        """Named `fastweights.experiment.Experiment`s: `PRESETS` plus the training settings."""
-        from fastweights.experiment import Experiment
-        from fastweights.training import OptimizerConfig, TrainConfig
-        adam = OptimizerConfig(learning_rate=3e-3)
-        loop = dict(best_metric="accuracy", best_mode="max")
-        return {
-            # ~2 minutes on a 2-core CPU: the loss leaves the ln 8 plateau within ~200 steps,
-            # retrieval is learnt abruptly around step 500-700.
-            "tiny": Experiment(self.name, *PRESETS["tiny"], adam,
-                               TrainConfig(steps=800, eval_every=100, checkpoint_every=100, **loop)),
-            "small": Experiment(self.name, *PRESETS["small"], adam,
-                                TrainConfig(steps=3000, eval_every=250, checkpoint_every=250, **loop)),
-        }
-
 
 TASK = AssociativeRecall()
-
-
-def _sequence(data: DataConfig, **model: Any) -> tuple[DataConfig, SequenceConfig]:
-    config = SequenceConfig(layer=LayerConfig("alg:2"), wiring="pre_ln", positional="none", **model)
-    return data, TASK.model_config(data, config)
-
-
-# (data, model) per preset; the training hyper-parameters live in the training config.
-PRESETS: Mapping[str, tuple[DataConfig, SequenceConfig]] = MappingProxyType({
-    # 2-core CPU, Adam 3e-3: within 200 steps (~30 s) the loss falls from ln 8 to ~1.2 (it
-    # picks among the values in context); the retrieval itself is learnt abruptly later
-    # (batch 128: from ~600 steps; batch 256: accuracy 1.0 by ~550 steps).
-    "tiny": _sequence(DataConfig(num_pairs=4, num_keys=8, num_values=8, batch_size=128),
-                      model_dim=64, num_layers=2, num_heads=4, head_dim=16, ff_dim=128, dropout=0.0),
-    "small": _sequence(DataConfig(num_pairs=16, num_keys=64, num_values=32, batch_size=128, eval_batches=8),
-                       model_dim=128, num_layers=2, num_heads=8, head_dim=16, ff_dim=512, dropout=0.0),
-})
-
-
-def preset(name: str) -> tuple[DataConfig, SequenceConfig]:
-    """The `(data, model)` configs of preset `name`; `ValueError` lists the valid names."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown associative_recall preset {name!r}; valid: {', '.join(PRESETS)}")
-    return PRESETS[name]

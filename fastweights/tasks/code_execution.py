@@ -7,8 +7,6 @@ model selection and the reported number), print-token accuracy and no-op accurac
 from __future__ import annotations
 
 import dataclasses
-import os
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -16,11 +14,8 @@ import numpy as np
 import optax
 
 from fastweights.data import code_execution as text
-from fastweights.nn import presets as model_presets
 from fastweights.nn.config import SequenceConfig
-from fastweights.tasks.materialised import MaterialisedTask, examples_from_arrays
-
-DEFAULT_CACHE = os.environ.get("FASTWEIGHTS_CACHE", "~/.cache/fastweights")
+from fastweights.tasks.materialised import DEFAULT_CACHE, MaterialisedTask, examples_from_arrays
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +41,8 @@ class DataConfig:
 
 
 class CodeExecution(MaterialisedTask):
+    """The task object (`TASK` below): a `fastweights.training.Task` without carried state."""
+
     name = "code_execution"
     DataConfig = DataConfig
     pad = {"inputs": text.SRC_PAD_ID, "targets": text.TGT_PAD_ID, "printed": 0}
@@ -79,10 +76,15 @@ class CodeExecution(MaterialisedTask):
                                              printed=[(r[1] != no_op).astype(np.int32) for r in rows])
         return vocab, out
 
-    def model_config(self, data: DataConfig, model: SequenceConfig) -> SequenceConfig:
+    def model_config(self, data: DataConfig, model: SequenceConfig, *, prepare: bool = True) -> SequenceConfig:
+        """`model` with a prediction at every position and, with `prepare`, the vocabulary
+        sizes of the prepared data (generated first if needed); `prepare=False` keeps the
+        model's own sizes and touches no file."""
+        model = dataclasses.replace(model, head="per_position")
+        if not prepare:
+            return model
         vocab = self.prepare(data)["vocab"]
-        return dataclasses.replace(model, input_vocab=len(vocab["source"]),
-                                   output_size=len(vocab["target"]), head="per_position")
+        return dataclasses.replace(model, input_vocab=len(vocab["source"]), output_size=len(vocab["target"]))
 
     def loss(self, model, batch) -> tuple[jax.Array, dict[str, jax.Array]]:
         logits, _ = model(batch["inputs"])
@@ -100,45 +102,5 @@ class CodeExecution(MaterialisedTask):
                       "print_accuracy": ratio(correct & printed, printed),
                       "no_op_accuracy": ratio(correct & mask & ~printed, mask & ~printed)}
 
-    def experiments(self) -> dict[str, Any]:
-        return _experiments(self)
-
 
 TASK = CodeExecution()
-
-# The paper's models (PAPER_SPEC 8.2) and the small CPU models of `make run`.
-PAPER_MODELS = ("lstm", "transformer", "linear_transformer", "delta_net", "delta_rnn", "rdn")
-SMALL_MODELS = ("linear_transformer", "delta_net", "delta_rnn")
-
-
-def _experiments(task) -> dict[str, Any]:
-    from fastweights.experiment import Experiment
-    from fastweights.training import OptimizerConfig, TrainConfig
-    # Official: Adam (0.9, 0.995), eps 1e-9, lr 3e-4 constant, no clipping, 200 epochs of
-    # batch 64, validation every epoch, best by sequence accuracy.
-    paper_adam = OptimizerConfig(learning_rate=3e-4, b1=0.9, b2=0.995, eps=1e-9)
-    best = dict(best_metric="sequence_accuracy", best_mode="max")
-    out = {}
-    for num_vars in (3, 5):
-        data = DataConfig(num_vars=num_vars)
-        epoch = (data.train_size - 1) // data.batch_size
-        loop = TrainConfig(steps=200 * epoch, eval_every=epoch, checkpoint_every=epoch, log_every=50, **best)
-        for name in PAPER_MODELS:
-            out[f"paper_{num_vars}vars_{name}"] = Experiment(
-                task.name, data, model_presets.get(f"algorithmic_{name}"), paper_adam, loop)
-    # CPU-sized: 3 variables, 8-statement programs, 2 layers of 64, batch 32.
-    small_data = DataConfig(code_length=8, train_size=4001, valid_size=501, test_size=501, batch_size=32)
-    small_loop = TrainConfig(steps=1200, eval_every=200, checkpoint_every=200, log_every=25, **best)
-    for name in SMALL_MODELS:
-        model = model_presets.get(f"algorithmic_{name}", num_layers=2, model_dim=64, num_heads=4,
-                                  head_dim=16, ff_dim=256, dropout=0.0)
-        out[f"small_{name}"] = Experiment(task.name, small_data, model,
-                                          OptimizerConfig(learning_rate=1e-3, b1=0.9, b2=0.995, eps=1e-9),
-                                          small_loop)
-    tiny_data = DataConfig(code_length=4, train_size=257, valid_size=65, test_size=65, batch_size=32)
-    out["tiny"] = Experiment(task.name, tiny_data,
-                             model_presets.get("algorithmic_delta_net", num_layers=1, model_dim=32,
-                                               num_heads=2, head_dim=16, ff_dim=64, dropout=0.0),
-                             OptimizerConfig(learning_rate=3e-3),
-                             TrainConfig(steps=60, eval_every=30, checkpoint_every=30, **best))
-    return out

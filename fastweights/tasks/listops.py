@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from fastweights.data import listops as text
-from fastweights.nn import presets as model_presets
 from fastweights.nn.config import SequenceConfig
-from fastweights.tasks.code_execution import DEFAULT_CACHE, PAPER_MODELS, SMALL_MODELS
-from fastweights.tasks.materialised import MaterialisedTask, examples_from_arrays
+from fastweights.tasks.materialised import DEFAULT_CACHE, MaterialisedTask, examples_from_arrays
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +41,8 @@ class DataConfig:
 
 
 class ListOps(MaterialisedTask):
+    """The task object (`TASK` below): a `fastweights.training.Task` without carried state."""
+
     name = "listops"
     DataConfig = DataConfig
     pad = {"inputs": 0}
@@ -71,10 +70,15 @@ class ListOps(MaterialisedTask):
                for name, s in splits.items()}
         return {"source": list(vocab.tokens), "classes": text.NUM_CLASSES}, out
 
-    def model_config(self, data: DataConfig, model: SequenceConfig) -> SequenceConfig:
-        meta = self.prepare(data)
-        return dataclasses.replace(model, input_vocab=len(meta["vocab"]["source"]),
-                                   output_size=meta["vocab"]["classes"], head="final")
+    def model_config(self, data: DataConfig, model: SequenceConfig, *, prepare: bool = True) -> SequenceConfig:
+        """`model` with the final-position classifier and, with `prepare`, the vocabulary
+        size and classes of the prepared data (generated first if needed); `prepare=False`
+        keeps the model's own sizes and touches no file."""
+        model = dataclasses.replace(model, head="final")
+        if not prepare:
+            return model
+        vocab = self.prepare(data)["vocab"]
+        return dataclasses.replace(model, input_vocab=len(vocab["source"]), output_size=vocab["classes"])
 
     def loss(self, model, batch) -> tuple[jax.Array, dict[str, jax.Array]]:
         logits, _ = model(batch["inputs"])
@@ -86,35 +90,6 @@ class ListOps(MaterialisedTask):
         loss = jnp.sum(ce * weight) / total
         accuracy = jnp.sum((jnp.argmax(final, -1) == batch["label"]) * weight) / total
         return loss, {"loss": loss, "accuracy": accuracy}
-
-    def experiments(self) -> dict[str, Any]:
-        from fastweights.experiment import Experiment
-        from fastweights.training import OptimizerConfig, TrainConfig
-        paper_adam = OptimizerConfig(learning_rate=3e-4, b1=0.9, b2=0.995, eps=1e-9)
-        best = dict(best_metric="accuracy", best_mode="max")
-        out = {}
-        for depth in (10, 15):
-            data = DataConfig(only_depth=depth + 1)
-            epoch = data.train_size // data.batch_size
-            loop = TrainConfig(steps=200 * epoch, eval_every=epoch, checkpoint_every=epoch, log_every=50, **best)
-            for name in PAPER_MODELS:
-                out[f"paper_depth{depth}_{name}"] = Experiment(
-                    self.name, data, model_presets.get(f"algorithmic_{name}"), paper_adam, loop)
-        small_data = DataConfig(only_depth=4, max_args=3, train_size=4000, valid_size=500, test_size=500,
-                                batch_size=32)
-        for name in SMALL_MODELS:
-            model = model_presets.get(f"algorithmic_{name}", num_layers=2, model_dim=64, num_heads=4,
-                                      head_dim=16, ff_dim=256, dropout=0.0)
-            out[f"small_{name}"] = Experiment(
-                self.name, small_data, model, OptimizerConfig(learning_rate=1e-3, b1=0.9, b2=0.995, eps=1e-9),
-                TrainConfig(steps=1500, eval_every=250, checkpoint_every=250, log_every=25, **best))
-        out["tiny"] = Experiment(
-            self.name, DataConfig(only_depth=3, max_args=3, train_size=256, valid_size=64, test_size=64,
-                                  batch_size=32),
-            model_presets.get("algorithmic_delta_net", num_layers=1, model_dim=32, num_heads=2, head_dim=16,
-                              ff_dim=64, dropout=0.0),
-            OptimizerConfig(learning_rate=3e-3), TrainConfig(steps=60, eval_every=30, checkpoint_every=30, **best))
-        return out
 
 
 TASK = ListOps()

@@ -12,6 +12,7 @@ import dataclasses
 import fcntl
 import hashlib
 import json
+import os
 import shutil
 import sys
 from collections.abc import Iterable, Iterator, Mapping
@@ -23,15 +24,17 @@ import numpy as np
 from fastweights.data import records
 
 SPLITS = ("train", "valid", "test")
+# Where the text tasks' `DataConfig.cache_dir` points unless set.
+DEFAULT_CACHE = os.environ.get("FASTWEIGHTS_CACHE", "~/.cache/fastweights")
 # Fields that only affect how the data are served, not what they are.
 _SERVING_FIELDS = ("batch_size", "shuffle_seed", "cache_dir", "eval_batch_size")
 
 
 class MaterialisedTask:
-    """A task over prepared splits. Subclasses define `name`, `DataConfig` (with
-    `data_dir`, `cache_dir`, `batch_size`, `shuffle_seed`), `write_text(data, out_dir)`,
-    `read_text(data, text_dir) -> (vocab info dict, {split: iterable of examples})`, `pad`
-    (`{key: pad value}`), `model_config` and `loss`."""
+    """A task over prepared splits (`fastweights.training.Task`). Subclasses define `name`,
+    `DataConfig` (with `data_dir`, `cache_dir`, `batch_size`, `shuffle_seed`),
+    `write_text(data, out_dir)`, `read_text(data, text_dir) -> (vocab info dict, {split:
+    iterable of examples})`, `pad` (`{key: pad value}`), `model_config` and `loss`."""
 
     name: str
     pad: Mapping[str, int]

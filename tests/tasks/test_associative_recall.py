@@ -9,8 +9,10 @@ import optax
 import pytest
 from flax import nnx
 
-from fastweights.nn import SequenceConfig, presets
-from fastweights.tasks import TASKS, associative_recall, get_task
+from fastweights import presets
+from fastweights.nn import SequenceConfig
+from fastweights.nn import presets as model_presets
+from fastweights.tasks import associative_recall
 
 TASK = associative_recall.TASK
 DATA = associative_recall.DataConfig(num_pairs=5, num_keys=7, num_values=6, batch_size=12, seed=3,
@@ -30,9 +32,9 @@ def assert_batches_equal(a, b):
 
 
 def test_registry():
-    assert get_task("associative_recall") is TASK and TASKS["associative_recall"] is TASK
+    assert presets.get_task("associative_recall") is TASK and presets.TASKS["associative_recall"] is TASK
     with pytest.raises(ValueError, match="associative_recall"):
-        get_task("nope")
+        presets.get_task("nope")
 
 
 def test_batch_format_and_labels():
@@ -95,19 +97,20 @@ def test_bad_input():
     with pytest.raises(ValueError, match="process_index"):
         TASK.dataset(DATA, "train", process_index=2, process_count=2)
     with pytest.raises(ValueError, match="tiny"):
-        associative_recall.preset("huge")
+        presets.get("associative_recall", "huge")
 
 
 def test_model_config():
     model = TASK.model_config(DATA, SequenceConfig())
     assert model.input_vocab == 7 + 6 + 1 and model.output_size == 6 and model.head == "final"
-    for data, model in associative_recall.PRESETS.values():
-        assert TASK.model_config(data, model) == model
+    for exp in presets.PRESETS["associative_recall"].values():
+        assert TASK.model_config(exp.data, exp.model) == exp.model
 
 
 def test_tiny_preset_learns():
-    data, config = associative_recall.preset("tiny")
-    model = presets.build(config, rngs=0)
+    exp = presets.get("associative_recall", "tiny")
+    data, config = exp.data, exp.model
+    model = model_presets.build(config, rngs=0)
     optimizer = nnx.Optimizer(model, optax.adam(3e-3), wrt=nnx.Param)
 
     @nnx.jit

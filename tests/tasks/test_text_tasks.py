@@ -12,6 +12,7 @@ import pytest
 from fastweights.data import code_execution as code_text
 from fastweights.data import listops as listops_text
 from fastweights.data import records
+from fastweights import presets
 from fastweights.tasks import code_execution, listops
 from fastweights.testing import assert_close
 
@@ -41,7 +42,7 @@ def test_prepared_code_execution_equals_the_text_files(code_data):
         n = valid.lengths[i]
         np.testing.assert_array_equal(rec[i]["inputs"], valid.src[i, :n])
         np.testing.assert_array_equal(rec[i]["targets"], valid.tgt[i, :n])
-    assert task.model_config(code_data, task.experiments()["tiny"].model).input_vocab == len(meta["vocab"]["source"])
+    assert task.model_config(code_data, presets.get("code_execution", "tiny").model).input_vocab == len(meta["vocab"]["source"])
     # A changed generator setting is a different prepared dataset.
     assert task.prepared_dir(dataclasses.replace(code_data, seed=1)) != task.prepared_dir(code_data)
     assert task.prepared_dir(dataclasses.replace(code_data, batch_size=4)) == task.prepared_dir(code_data)
