@@ -56,7 +56,7 @@ def test_readme_variant_table_matches_the_registry():
 
 def test_readme_example_runs():
     blocks = re.findall(r"```python\n(.*?)```", README, re.S)
-    assert len(blocks) == 2
+    assert len(blocks) == 3  # the cores, the layers and models, training
     cores, layers = {}, {}
     exec(compile(blocks[0], "README.md", "exec"), cores)  # noqa: S102
     assert cores["out"].shape == (2, 16, 4, 8)

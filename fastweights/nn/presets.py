@@ -26,6 +26,7 @@ from typing import Any
 import jax
 from flax import nnx
 
+from fastweights.nn import models
 from fastweights.nn.config import LayerConfig, LMConfig, RLCoreConfig, SequenceConfig
 
 ModelConfig = LMConfig | SequenceConfig | RLCoreConfig
@@ -97,7 +98,6 @@ def get(name: str, **overrides: Any) -> ModelConfig:
 
 def build(config: ModelConfig, *, rngs: nnx.Rngs | int = 0, **kwargs) -> nnx.Module:
     """The model a config describes: `LanguageModel`, `SequenceModel` or `RLCore`."""
-    from fastweights.nn import models  # models imports this package's modules
     rngs = nnx.Rngs(rngs) if isinstance(rngs, int) else rngs
     cls = {LMConfig: models.LanguageModel, SequenceConfig: models.SequenceModel,
            RLCoreConfig: models.RLCore}.get(type(config))
