@@ -60,11 +60,10 @@ def forward_fn(name: str, implementation: str, kwargs):
     if implementation != "scan_autodiff":
         return lambda args: variant.fn(*args, **kwargs, **options, implementation=implementation)[0]
 
-    n_time = variant.time_inputs
     step_options = variant.step_options(options) | dict(kwargs)
 
     def plain(args):
-        per_step, rest = (args[:n_time], args[n_time:]) if n_time else (args, ())
+        per_step, rest = variant.split_time_inputs(args)
         _, state = jax.eval_shape(lambda a: variant.fn(*a, **kwargs, **options), args)
         zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), state)
         flat, treedef = jax.tree.flatten(per_step)

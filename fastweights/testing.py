@@ -101,15 +101,10 @@ def example_inputs(name: str, seed: int = 0, *, batch: int = 2, time: int = 8, h
     return variant.example_inputs(Draw(seed, dtype), Dims(batch, time, heads, key_dim, value_dim, depth))
 
 
-def _num_time_args(variant, args: tuple[Any, ...]) -> int:
-    return len(args) if variant.time_inputs is None else variant.time_inputs
-
-
 def slice_time(name: str, args: tuple[Any, ...], start: int, stop: int) -> tuple[Any, ...]:
     """`args` of variant `name` with the per-step inputs restricted to steps `[start, stop)`."""
-    n_time = _num_time_args(registry.get(name), args)
-    return tuple(jax.tree.map(lambda a: a[:, start:stop], x) if i < n_time else x
-                 for i, x in enumerate(args))
+    per_step, rest = registry.get(name).split_time_inputs(args)
+    return (*jax.tree.map(lambda a: a[:, start:stop], per_step), *rest)
 
 
 @functools.lru_cache(maxsize=None)
@@ -123,11 +118,11 @@ def step_by_step(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], st
     """Runs the variant's `step` token by token in a Python loop (one jitted call per step):
     the streaming form that every sequence form must equal."""
     variant = registry.get(name)
-    n_time = _num_time_args(variant, args)
+    per_step, rest = variant.split_time_inputs(args)
     step = _jitted_step(variant.name, tuple(sorted(variant.step_options(options).items())))
     outputs = []
     for t in range(jax.tree.leaves(args[0])[0].shape[1]):
-        x_t = jax.tree.map(lambda a: a[:, t], args[:n_time])
-        state, o = step(state, x_t, args[n_time:], dict(kwargs))
+        x_t = jax.tree.map(lambda a: a[:, t], per_step)
+        state, o = step(state, x_t, rest, dict(kwargs))
         outputs.append(o)
     return jnp.stack(outputs, axis=1), state

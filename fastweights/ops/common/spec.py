@@ -213,6 +213,11 @@ class VariantSpec:
         """The `fastweights.ops.<name>` package, or None for a baseline."""
         return importlib.import_module(f"fastweights.ops.{self.name}") if self.has_core else None
 
+    def split_time_inputs(self, args: Sequence[Any]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """`(inputs with a time axis, the rest)` of positional `args` (`time_inputs`)."""
+        n = len(args) if self.time_inputs is None else self.time_inputs
+        return tuple(args[:n]), tuple(args[n:])
+
     def step_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """The `options` of a case that `step` takes."""
         return {k: v for k, v in options.items() if k not in self.sequence_only_options}
