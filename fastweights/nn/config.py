@@ -82,19 +82,17 @@ def resolve_layer(config: LayerConfig) -> tuple[str, dict[str, Any]]:
     options["version"] = _version(variant, options["version"])
     _check_own_options(variant, options)
     options["normalize"] = bool(options["normalize"])
-    if variant.layer is None:  # a baseline: the block builds its own mixer from `window`
-        if options["feature_map"] not in (None, *FEATURE_MAPS):
-            raise ValueError(f"unknown feature_map {options['feature_map']!r}; valid: {', '.join(FEATURE_MAPS)}")
-        return name, options
-    defaults = variant.layer.defaults(convention, options["version"])
-    if defaults["feature_map"] is None:  # raw queries and keys (the RDN's softmaxes come later)
+    defaults = variant.layer.defaults(convention, options["version"]) if variant.layer else {}
+    raw = variant.layer is not None and defaults["feature_map"] is None
+    if raw:  # raw queries and keys (the RDN's softmaxes come later)
         if options["feature_map"] is not None or options["sum_norm"]:
             raise ValueError(f"{name} takes raw queries and keys: it has no feature_map or sum_norm")
-    else:
-        if options["feature_map"] is None:
-            options["feature_map"] = defaults["feature_map"]
-        if options["feature_map"] not in FEATURE_MAPS:
-            raise ValueError(f"unknown feature_map {options['feature_map']!r}; valid: {', '.join(FEATURE_MAPS)}")
+    elif options["feature_map"] not in (None, *FEATURE_MAPS):
+        raise ValueError(f"unknown feature_map {options['feature_map']!r}; valid: {', '.join(FEATURE_MAPS)}")
+    if variant.layer is None:  # a baseline: the block builds its own mixer from `window`
+        return name, options
+    if options["feature_map"] is None and not raw:
+        options["feature_map"] = defaults["feature_map"]
     if options["sum_norm"] is None:
         options["sum_norm"] = variant.layer.sum_norm_default(convention, options["feature_map"])
     for key in ("sum_norm_eps", "output_scale"):
