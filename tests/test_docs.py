@@ -32,8 +32,11 @@ def _examples():
 EXAMPLES = {test.name: test for test in _examples()}
 
 
-def test_the_package_has_docstring_examples():
-    assert len(EXAMPLES) >= 3, sorted(EXAMPLES)
+def test_the_documented_examples_exist():
+    # The README points readers to these modules' examples.
+    documented = {"fastweights.training", "fastweights.presets", "fastweights.experiment", "fastweights.registry",
+                  "fastweights.ops.common.spec"}
+    assert documented <= set(EXAMPLES), sorted(documented - set(EXAMPLES))
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))

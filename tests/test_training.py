@@ -3,7 +3,6 @@ processes against one, kill-and-resume equality, corrupt-checkpoint fallback, Na
 the CLI's errors, and the tiny preset of every task learning."""
 
 import dataclasses
-import doctest
 import math
 import os
 import signal
@@ -20,7 +19,7 @@ import optax
 import pytest
 from flax import nnx
 
-from fastweights import experiment, metrics, presets, training
+from fastweights import metrics, presets, training
 from fastweights.nn import presets as model_presets
 from fastweights.tasks import associative_recall
 from fastweights.testing import assert_close
@@ -55,12 +54,6 @@ def _cli(run_dir, *args, env=None, devices=1):
 
 def _losses(run_dir):
     return metrics.losses_by_step(metrics.read_jsonl(Path(run_dir) / "metrics.jsonl"))
-
-
-@pytest.mark.parametrize("module", [training, presets, experiment], ids=lambda m: m.__name__)
-def test_docstring_examples_run(module):
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_learning_rate_schedules():
