@@ -79,7 +79,7 @@ class Streams:
                                 self.reset_every_batch)
         return _Interrupted(batches, self.interrupt_at) if split == "train" and self.interrupt_at else batches
 
-    def init_carry(self, model, data):
+    def init_carry(self, model, data, split):
         return model.init_state(data.batch_size)
 
     def loss(self, model, batch, carry):
@@ -186,8 +186,8 @@ def test_no_gradient_crosses_the_batch_boundary():
     model = _model(nnx.Rngs(0))
     state, shardings = training.init_train_state(model, sgd, seed=0, mesh=mesh)
     graphdef, _, rest = training.split_model(model)
-    carry_init, carry_shardings = training.make_carry_init(graphdef, rest, lambda m: task.init_carry(m, DATA),
-                                                           state.params, mesh=mesh)
+    carry_init, carry_shardings = training.make_carry_init(
+        graphdef, rest, lambda m, split: task.init_carry(m, DATA, split), state.params, mesh=mesh)
     step = training.make_train_step(graphdef, rest, task.loss, sgd, optax.constant_schedule(1.0),
                                     shardings=shardings, mesh=mesh, carry_shardings=carry_shardings)
     batches = task.dataset(DATA, "train")
@@ -206,7 +206,7 @@ def test_no_gradient_crosses_the_batch_boundary():
     truncated = jax.grad(lambda p: loss_of(p, carry, second)[0])(params)
     assert_close(grads, truncated, "float32_other_form_grad", name="gradients")
     # ... where the gradient through the first batch's state would differ.
-    through = jax.grad(lambda p: loss_of(p, loss_of(p, task.init_carry(model, DATA), first)[2], second)[0])(params)
+    through = jax.grad(lambda p: loss_of(p, loss_of(p, task.init_carry(model, DATA, "train"), first)[2], second)[0])(params)
     differences = jax.tree.leaves(jax.tree.map(lambda a, b: np.abs(a - b).max(), through, truncated))
     assert max(differences) > 1e-3
 
@@ -244,7 +244,7 @@ def test_the_loop_calls_a_tasks_own_evaluation(tmp_path):
     graphdef, _, rest = training.split_model(_model(nnx.Rngs(0)))
     model = nnx.merge(graphdef, result["state"].params, rest)
     model.eval()
-    carry, nll = task.init_carry(model, DATA), 0.0
+    carry, nll = task.init_carry(model, DATA, "valid"), 0.0
     for batch in task.dataset(DATA, "valid"):
         _, values, carry = task.loss(model, jax.tree.map(jnp.asarray, batch), carry)
         nll += float(values["nll_sum"])

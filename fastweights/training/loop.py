@@ -6,6 +6,7 @@ written against the task protocol (`training.task`): it knows no task or preset 
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 from collections.abc import Callable, Iterable
@@ -69,6 +70,7 @@ def mean_over_batches(evaluator: Evaluator, batches: Iterable[Batch]) -> dict[st
 def evaluate(task: Task, evaluator: Evaluator, data: Any, split: str = "valid") -> dict[str, float]:
     """The metrics of `split`: the task's own `evaluate` (`EvaluatingTask`), else the mean
     over its batches."""
+    evaluator = dataclasses.replace(evaluator, split=split)     # its fresh carries are of `split`
     if isinstance(task, EvaluatingTask):
         return dict(task.evaluate(evaluator, data, split))
     return mean_over_batches(evaluator, task.dataset(data, split, process_index=jax.process_index(),
@@ -116,7 +118,7 @@ def train(task: Task, model: nnx.Module | Callable[[nnx.Rngs], nnx.Module], run_
     carried = isinstance(task, CarriedStateTask)
     carry_init = carry_shardings = carry = None
     if carried:
-        carry_init, carry_shardings = make_carry_init(graphdef, rest, lambda m: task.init_carry(m, data),
+        carry_init, carry_shardings = make_carry_init(graphdef, rest, lambda m, split: task.init_carry(m, data, split),
                                                       state.params, mesh=mesh)
         carry = carry_init(state.params)
     kw = dict(shardings=shardings, mesh=mesh, compute_dtype=cfg.compute_dtype, carry_shardings=carry_shardings)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -94,16 +95,18 @@ def init_train_state(model: nnx.Module, optimizer: optax.GradientTransformation,
     return init(params, jax.random.PRNGKey(seed)), shardings
 
 
-def make_carry_init(graphdef, rest, init_carry: Callable[[nnx.Module], Any], params: nnx.State, *,
+def make_carry_init(graphdef, rest, init_carry: Callable[[nnx.Module, str], Any], params: nnx.State, *,
                     mesh: jax.sharding.Mesh):
-    """`(carry_init, shardings)`: `carry_init(params) -> carry`, compiled, a fresh carry laid
-    out by `shardings` (`sharding.carry_shardings`); `init_carry(model)` makes it, e.g.
-    `lambda model: model.init_state(batch_size)`."""
-    def fresh(params):
-        return init_carry(nnx.merge(graphdef, params, _fresh(rest)))
+    """`(carry_init, shardings)`: `carry_init(params, split="train") -> carry`, compiled
+    once per split, a fresh carry laid out by `shardings` (`sharding.carry_shardings`:
+    scalars replicated, the rest split over `data`, whatever the batch size);
+    `init_carry(model, split)` makes it, e.g. `lambda model, split: model.init_state(8)`."""
+    def fresh(params, split):
+        return init_carry(nnx.merge(graphdef, params, _fresh(rest)), split)
 
-    shardings = carry_shardings(jax.eval_shape(fresh, params), mesh)
-    return jax.jit(fresh, out_shardings=shardings), shardings
+    shardings = carry_shardings(jax.eval_shape(functools.partial(fresh, split="train"), params), mesh)
+    jitted = jax.jit(fresh, static_argnums=1, out_shardings=shardings)
+    return (lambda params, split="train": jitted(params, split)), shardings
 
 
 def to_host(metrics: Mapping[str, Array]) -> dict[str, float]:

@@ -90,9 +90,10 @@ class CarriedStateTask(Task, Protocol):
 
     Its train batches carry `EPOCH_START`; `loss` takes and returns the carry."""
 
-    def init_carry(self, model: nnx.Module, data: Any) -> Carry:
-        """The carry at the start of an epoch, for the global batch: typically
-        `model.init_state(data.batch_size)`."""
+    def init_carry(self, model: nnx.Module, data: Any, split: str) -> Carry:
+        """The carry at the start of an epoch of `split`, for its global batch: typically
+        `model.init_state(batch size of split)` (evaluation batches may be smaller than
+        training ones)."""
         ...
 
     def loss(self, model: nnx.Module, batch: Mapping[str, Array],
@@ -122,13 +123,14 @@ class Evaluator:
 
     `evaluator(batch)` gives the metrics (Python floats, over the global batch) of one of
     this process's batches; for a carried-state task `evaluator(batch, carry)` gives
-    `(metrics, carry)`, starting from `init_carry()` when `carry` is None or the batch
-    begins an epoch.
+    `(metrics, carry)`, starting from `init_carry()` (a fresh carry of `split`) when
+    `carry` is None or the batch begins an epoch.
     """
     step: Callable                    # the compiled eval step of `steps.make_eval_step`
     params: Any
     mesh: jax.sharding.Mesh
-    carry_init: Callable[[Any], Carry] | None = None     # params -> a fresh carry
+    carry_init: Callable[[Any, str], Carry] | None = None     # (params, split) -> a fresh carry
+    split: str = "valid"
 
     @property
     def process_index(self) -> int:
@@ -139,7 +141,7 @@ class Evaluator:
         return jax.process_count()
 
     def init_carry(self) -> Carry:
-        return self.carry_init(self.params)
+        return self.carry_init(self.params, self.split)
 
     def __call__(self, batch: Batch, carry: Carry = None):
         inputs = global_batch(batch, self.mesh)
