@@ -15,6 +15,7 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from flax import nnx
 
 
 class CheckpointStore:
@@ -67,6 +68,40 @@ class CheckpointStore:
     def close(self) -> None:
         self.latest.close()
         self.best.close()
+
+
+def read_checkpoint(directory: str | Path, params: Any = None, *, best: bool = True) -> tuple[int, dict, Any]:
+    """`(step, meta, params)` of a run's best-validation checkpoint under `directory` (the
+    run's `checkpoints/`; the newest one with `best=False` or when there is no best one),
+    for evaluating or sampling from a trained model. With `params` (an `nnx.State` of the
+    model's `nnx.Param`s, e.g. `nnx.state(model, nnx.Param)`) the parameters are restored
+    into it; without, only the JSON meta is read. The optimizer state is not kept."""
+    store = CheckpointStore(directory, keep=1, async_save=False)
+    try:
+        manager = store.best if best and store.best.all_steps() else store.latest
+        if not manager.all_steps():
+            raise FileNotFoundError(f"no checkpoint in {Path(directory).absolute()}")
+        step = manager.latest_step()
+        args = dict(meta=ocp.args.JsonRestore())
+        if params is not None:
+            args["state"] = ocp.args.StandardRestore()
+        restored = manager.restore(step, args=ocp.args.Composite(**args))
+    finally:
+        store.close()
+    if params is not None:
+        tree = restored.state
+        tree = tree.get("state", tree)              # a carried-state run saves {"state", "carry"}
+        is_variable = lambda x: isinstance(x, dict) and set(x) == {"value"}  # noqa: E731 (a saved Variable)
+        pure = jax.tree.map(lambda x: x["value"] if is_variable(x) else x, tree["params"], is_leaf=is_variable)
+        nnx.replace_by_pure_dict(params, _int_keys(pure))
+    return step, dict(restored.meta), params
+
+
+def _int_keys(tree: Any) -> Any:
+    """Orbax writes the integer keys of NNX lists (layer indices) as strings."""
+    if not isinstance(tree, dict):
+        return tree
+    return {(int(k) if isinstance(k, str) and k.isdigit() else k): _int_keys(v) for k, v in tree.items()}
 
 
 def abstract_like(state: Any, shardings: Any) -> Any:

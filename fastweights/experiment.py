@@ -38,6 +38,24 @@ class Experiment:
     train: TrainConfig = TrainConfig()
 
 
+def from_dict(cls: type, value: Any) -> Any:
+    """The frozen dataclass `cls` from `value`, a dict as `training.config_to_dict` writes it
+    (a checkpoint's config): nested dataclass fields by their declared types, lists back to
+    tuples; unknown keys are refused."""
+    if not dataclasses.is_dataclass(cls):
+        return tuple(value) if isinstance(value, list) else value
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(value) - fields)
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field(s) {', '.join(unknown)}")
+    out = {}
+    for name, item in value.items():
+        kinds = [k for k in _options(hints[name]) if dataclasses.is_dataclass(k)]
+        out[name] = from_dict(kinds[0], item) if kinds and isinstance(item, dict) else from_dict(object, item)
+    return cls(**out)
+
+
 def override(config: Any, overrides: Sequence[str]) -> Any:
     """Applies "a.b.c=value" assignments to a nested frozen dataclass."""
     for assignment in overrides:

@@ -19,6 +19,7 @@ protocol) and its entry in `TASKS` and `PRESETS` below.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -27,14 +28,16 @@ from typing import Any
 from flax import nnx
 
 from fastweights import training
-from fastweights.experiment import Experiment, override
+from fastweights.checkpoints import read_checkpoint
+from fastweights.experiment import Experiment, from_dict, override
 from fastweights.nn import presets as model_presets
-from fastweights.nn.config import LayerConfig, SequenceConfig
-from fastweights.tasks import associative_recall, code_execution, listops
+from fastweights.nn.config import LayerConfig, LMConfig, SequenceConfig
+from fastweights.tasks import associative_recall, code_execution, language_modelling, listops
 from fastweights.training import OptimizerConfig, TrainConfig
 
 TASKS: Mapping[str, Any] = MappingProxyType({
-    task.name: task for task in (associative_recall.TASK, code_execution.TASK, listops.TASK)})
+    task.name: task for task in (associative_recall.TASK, code_execution.TASK, listops.TASK,
+                                 language_modelling.TASK, language_modelling.FULL_CONTEXT)})
 
 # The paper's models on the algorithmic tasks (PAPER_SPEC 8.2) and the small CPU models of
 # `make run`, by their `fastweights.nn.presets` name `algorithmic_<model>`.
@@ -126,10 +129,81 @@ def _listops() -> dict[str, Experiment]:
     return out
 
 
+# The models of the paper's WikiText-103 table (PAPER_SPEC 8.1), by their
+# `fastweights.nn.presets` name `wt103_small_<model>`; the full-context rows are
+# `lm_full_context` presets.
+WT103_MODELS = ("transformer", "linear_transformer", "delta_net", "delta_mlp", "delta_delta_net", "delta_rnn",
+                "delta_lstm", "rdn")
+WT103_FULL_CONTEXT = ("delta_rnn", "rdn")
+
+
+def _wt103_optimizer(max_step: int) -> OptimizerConfig:
+    # Adam 2.5e-4, warm-up 2000 then cosine to `max_step` at the absolute step, the rate set
+    # after each update (the first one at the full rate), global-norm clip 0.25 (PAPER_SPEC 3.1).
+    return OptimizerConfig(learning_rate=2.5e-4, schedule="warmup_cosine", warmup_steps=2000,
+                           decay_steps=max_step, official_step_order=True, clip_norm=0.25)
+
+
+def _wt103_loop(max_step: int) -> TrainConfig:
+    # Validation (and best-checkpoint selection) every 4000 steps, as --eval-interval.
+    return TrainConfig(steps=max_step, eval_every=4000, checkpoint_every=4000, log_every=200)
+
+
+def _shakespeare(carried: bool) -> dict[str, Experiment]:
+    """CPU-sized runs on the offline Shakespeare corpus (its vocabulary is filled in from the
+    corpus): "small" trains a 4-layer Delta RNN in about 5 minutes on 2 cores; "tiny" serves
+    the tests. Another variant: `--set model.layer.variant=delta_net` (any name of
+    `fastweights.registry`)."""
+    name = (language_modelling.FULL_CONTEXT if carried else language_modelling.TASK).name
+    DataConfig = language_modelling.DataConfig
+    cutoffs = (2000, 8000)
+    small = LMConfig(vocab_size=16_000, model_dim=128, num_layers=4, num_heads=8, head_dim=16, ff_dim=512,
+                     dropout=0.1, layer=LayerConfig("lm:134"), cutoffs=cutoffs, positional_span=128)
+    tiny = LMConfig(vocab_size=16_000, model_dim=32, num_layers=1, num_heads=2, head_dim=16, ff_dim=64,
+                    dropout=0.0, layer=LayerConfig("lm:24"), cutoffs=cutoffs, positional_span=32)
+    if carried:
+        small = dataclasses.replace(small, wiring="post_ln", positional="none")
+        tiny = dataclasses.replace(tiny, wiring="post_ln", positional="none")
+    adam = OptimizerConfig(learning_rate=2e-3, schedule="warmup_cosine", warmup_steps=100, clip_norm=0.25)
+    return {
+        "small": Experiment(name, DataConfig(corpus="shakespeare", batch_size=32, tgt_len=128, eval_batch_size=10,
+                                             eval_tgt_len=128),
+                            small, adam, TrainConfig(steps=1200, eval_every=200, checkpoint_every=200, log_every=20)),
+        "tiny": Experiment(name, DataConfig(corpus="shakespeare", batch_size=8, tgt_len=32, eval_batch_size=4,
+                                            eval_tgt_len=32),
+                           tiny, OptimizerConfig(learning_rate=3e-3, clip_norm=0.25),
+                           TrainConfig(steps=40, eval_every=20, checkpoint_every=20, log_every=5)),
+    }
+
+
+def _language_modelling() -> dict[str, Experiment]:
+    name, DataConfig = language_modelling.TASK.name, language_modelling.DataConfig
+    out = {}
+    small, medium = DataConfig(), DataConfig(batch_size=56, tgt_len=384, eval_tgt_len=384)
+    for model in WT103_MODELS:
+        out[f"wt103_small_{model}"] = Experiment(name, small, model_presets.get(f"wt103_small_{model}"),
+                                                 _wt103_optimizer(500_000), _wt103_loop(500_000))
+        out[f"wt103_medium_{model}"] = Experiment(name, medium, model_presets.get(f"wt103_medium_{model}"),
+                                                  _wt103_optimizer(400_000), _wt103_loop(400_000))
+    return out | _shakespeare(carried=False)
+
+
+def _full_context() -> dict[str, Experiment]:
+    # The README's full-context command: --carry_over_fast_weight --no_pos, post-LN, one GPU.
+    name = language_modelling.FULL_CONTEXT.name
+    out = {f"wt103_small_{model}": Experiment(name, language_modelling.DataConfig(),
+                                              model_presets.get(f"wt103_small_{model}_full_context"),
+                                              _wt103_optimizer(500_000), _wt103_loop(500_000))
+           for model in WT103_FULL_CONTEXT}
+    return out | _shakespeare(carried=True)
+
+
 PRESETS: Mapping[str, Mapping[str, Experiment]] = MappingProxyType({
     associative_recall.TASK.name: MappingProxyType(_associative_recall()),
     code_execution.TASK.name: MappingProxyType(_code_execution()),
     listops.TASK.name: MappingProxyType(_listops()),
+    language_modelling.TASK.name: MappingProxyType(_language_modelling()),
+    language_modelling.FULL_CONTEXT.name: MappingProxyType(_full_context()),
 })
 
 
@@ -171,6 +245,29 @@ def model_factory(exp: Experiment) -> Callable[[nnx.Rngs], nnx.Module]:
     return lambda rngs: model_presets.build(task.model_config(exp.data, exp.model), rngs=rngs)
 
 
+def load_run(run_dir: str | Path, *, best: bool = True) -> tuple[Experiment, nnx.Module, int]:
+    """`(experiment, model, step)` of a trained run: the experiment as its checkpoint records
+    it, and its model (eval mode, the task's vocabulary sizes) with the parameters of the
+    best-validation (or newest) checkpoint."""
+    directory = Path(run_dir) / "checkpoints"
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{Path(run_dir).absolute()} has no checkpoints/: not a training run directory")
+    _, meta, _ = read_checkpoint(directory, best=best)
+    config = meta["config"]
+    if "model" not in config:
+        raise ValueError(f"{run_dir} was not trained through fastweights.presets.run: its checkpoint does not "
+                         "record the model config")
+    task = get_task(config["task"])
+    exp = Experiment(config["task"], from_dict(task.DataConfig, config["data"]),
+                     from_dict(task.ModelConfig, config["model"]), from_dict(OptimizerConfig, config["optimizer"]),
+                     from_dict(TrainConfig, config["train"]))
+    model = model_presets.build(task.model_config(exp.data, exp.model))
+    step, _, params = read_checkpoint(directory, nnx.state(model, nnx.Param), best=best)
+    nnx.update(model, params)
+    model.eval()
+    return exp, model, step
+
+
 def run(exp: Experiment, run_dir: str | Path, *, resume: bool = True) -> dict[str, Any]:
     """Trains `exp` under `run_dir` (see `fastweights.training.train`)."""
     return training.train(get_task(exp.task), model_factory(exp), run_dir, data=exp.data,
@@ -178,5 +275,5 @@ def run(exp: Experiment, run_dir: str | Path, *, resume: bool = True) -> dict[st
                           run_config=training.config_to_dict(exp))
 
 
-__all__ = ["PAPER_MODELS", "PRESETS", "SMALL_MODELS", "TASKS", "get", "get_task", "model_factory",
+__all__ = ["PAPER_MODELS", "PRESETS", "SMALL_MODELS", "TASKS", "WT103_FULL_CONTEXT", "WT103_MODELS", "get", "get_task", "load_run", "model_factory",
            "names", "run", "validate"]

@@ -9,7 +9,9 @@ WikiText-103 small (PAPER_SPEC 3.2, the README commands): 16 layers, D=128, 8 he
 feed-forward 2048, dropout 0.1, pre-LN with the LM code's residual quirk, descending
 positional encoding over 256-token segments, adaptive softmax with tied weights,
 --skip_attn_normalization. "+ full context": post-LN, no positional encoding, state carried
-across segments (by the trainer). Algorithmic tasks (PAPER_SPEC 3.3): 4 layers, D=256,
+across segments (by the trainer). WikiText-103 medium (the ICML'21 LMTOOL scripts, not in the
+RFWP paper): D=256, 8 heads of 32, 384-token segments, post-LN (those scripts pass no
+--pre_lnorm; known for the Transformer and Delta Net, assumed for the rest). Algorithmic tasks (PAPER_SPEC 3.3): 4 layers, D=256,
 16 heads of 16, feed-forward x4, dropout 0.1, no positional encoding for the fast-weight
 models; set `input_vocab`/`output_size` (and `head="final"` for ListOps) from the task.
 Atari (PAPER_SPEC 3.4): the core of the IMPALA agent.
@@ -64,6 +66,10 @@ def _presets() -> dict[str, ModelConfig]:
     out: dict[str, ModelConfig] = {}
     for name, layer in _WT103_LAYERS.items():
         out[f"wt103_small_{name}"] = LMConfig(layer=layer)
+    for name, layer in _WT103_LAYERS.items():
+        out[f"wt103_medium_{name}"] = LMConfig(
+            layer=dataclasses.replace(layer, window=384), model_dim=256, head_dim=32, wiring="post_ln",
+            positional_span=384)
     for name in _FULL_CONTEXT:
         out[f"wt103_small_{name}_full_context"] = LMConfig(
             layer=_WT103_LAYERS[name], wiring="post_ln", positional="none")

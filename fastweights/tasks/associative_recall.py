@@ -128,6 +128,7 @@ class AssociativeRecall:
 
     name = "associative_recall"
     DataConfig = DataConfig
+    ModelConfig = SequenceConfig
 
     def model_config(self, data: DataConfig, model: SequenceConfig, *, prepare: bool = True) -> SequenceConfig:
         """`model` with `input_vocab = K + V + 1`, `output_size = V` and `head = "final"`

@@ -45,6 +45,7 @@ class CodeExecution(MaterialisedTask):
 
     name = "code_execution"
     DataConfig = DataConfig
+    ModelConfig = SequenceConfig
     pad = {"inputs": text.SRC_PAD_ID, "targets": text.TGT_PAD_ID, "printed": 0}
 
     def write_text(self, data: DataConfig, out_dir) -> None:

@@ -45,6 +45,7 @@ class ListOps(MaterialisedTask):
 
     name = "listops"
     DataConfig = DataConfig
+    ModelConfig = SequenceConfig
     pad = {"inputs": 0}
 
     def write_text(self, data: DataConfig, out_dir) -> None:
