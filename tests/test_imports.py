@@ -19,6 +19,9 @@ FORBIDDEN = [
     (("fastweights.ops", "fastweights.nn"), TRAINING, "cores and layers know no training"),
     (TRAINING, ("fastweights.tasks",) + PRESETS, "the loop is handed its task and model"),
     (("fastweights",), ("experiments", "benchmarks"), "the library never imports its scripts"),
+    (("fastweights.ops", "fastweights.nn"), ("fastweights.lm",), "the LM tools build on the models"),
+    (("fastweights.lm",), ("fastweights.training", "fastweights.checkpoints", "fastweights.tasks", "fastweights.presets"),
+     "the LM tools take a model and a split; the trainer and tasks build on them"),
 ]
 # No task imports another: what they share lives in these modules.
 TASKS, TASKS_SHARED = "fastweights.tasks", ("fastweights.tasks.materialised",)

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from fastweights.nn import positional
+from fastweights.nn import positional, sampling
 from fastweights.nn.blocks import BlockStack
 from fastweights.nn.common import Embedding, LayerNorm, Linear, check_tokens
 from fastweights.nn.config import LMConfig, RLCoreConfig, SequenceConfig, resolve_layer
@@ -104,44 +104,44 @@ class LanguageModel(nnx.Module):
         return self.output.nll(hidden, targets)
 
     def generate(self, prompt: Array, num_tokens: int, *, key: Array, temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None,
                  state: ModelState | None = None) -> tuple[Array, ModelState]:
         """Samples `num_tokens` tokens after `prompt [B, T0]` -> `([B, num_tokens], state)`.
 
         One compiled loop (`lax.scan`) over single-token steps with the state carried, so
         memory does not grow with the number of tokens. Samples in eval mode (no dropout)
-        without changing the mode of `self`.
-        `temperature=0` takes the most likely token.
+        without changing the mode of `self`. Each token is drawn by `sampling.sample`
+        (`temperature=0`: the most likely token; `top_k`, `top_p`: see there) with the key
+        `sampling.token_key(key, n)` for the n-th token, as `fastweights.lm.stream` does.
+        The returned state has consumed the prompt and all but the last generated token.
         """
         if num_tokens < 1:
             raise ValueError(f"num_tokens must be >= 1, got {num_tokens}")
+        temperature, top_k, top_p = sampling.check_sampling(temperature, top_k, top_p)
         check_tokens(prompt, self.config.vocab_size, "prompt")
         state = self.init_state(prompt.shape[0]) if state is None else state
         graphdef, params = nnx.split(self)
-        return _generate(graphdef, params, prompt, state, key, num_tokens, float(temperature))
+        return _generate(graphdef, params, prompt, state, key, num_tokens, temperature, top_k, top_p)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 5, 6))
-def _generate(graphdef, params, prompt, state, key, num_tokens, temperature):
+@functools.partial(jax.jit, static_argnums=(0, 5, 6, 7, 8))
+def _generate(graphdef, params, prompt, state, key, num_tokens, temperature, top_k, top_p):
     model = nnx.merge(graphdef, params)
     model.eval()
 
-    def sample(hidden, key):
-        logp = model.log_probs(hidden[:, -1])
-        if temperature == 0.0:
-            return jnp.argmax(logp, axis=-1).astype(jnp.int32)
-        return jax.random.categorical(key, logp / temperature, axis=-1).astype(jnp.int32)
+    def draw(hidden, n):
+        return sampling.sample(model.log_probs(hidden[:, -1]), sampling.token_key(key, n),
+                               temperature=temperature, top_k=top_k, top_p=top_p)
 
     hidden, state = model(prompt, state)
-    keys = jax.random.split(key, num_tokens)
-    first = sample(hidden, keys[0])
+    first = draw(hidden, 0)
 
-    def body(carry, key):
+    def body(carry, n):
         token, state = carry
         hidden, state = model(token[:, None], state)
-        nxt = sample(hidden, key)
-        return (nxt, state), token
+        return (draw(hidden, n), state), token
 
-    (last, state), tokens = jax.lax.scan(body, (first, state), keys[1:])
+    (last, state), tokens = jax.lax.scan(body, (first, state), jnp.arange(1, num_tokens, dtype=jnp.int32))
     return jnp.concatenate([tokens.T, last[:, None]], axis=1), state
 
 

@@ -9,10 +9,8 @@ of every field that changes the data, so that a changed config never reuses stal
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import hashlib
 import json
-import os
 import shutil
 import sys
 from collections.abc import Iterable, Iterator, Mapping
@@ -22,10 +20,11 @@ from typing import Any
 import numpy as np
 
 from fastweights.data import records
+# DEFAULT_CACHE: where the text tasks' `DataConfig.cache_dir` points unless set; it lives
+# with the cache machinery and is re-exported here for the tasks.
+from fastweights.data.cache import DEFAULT_CACHE, build_once  # noqa: F401
 
 SPLITS = ("train", "valid", "test")
-# Where the text tasks' `DataConfig.cache_dir` points unless set.
-DEFAULT_CACHE = os.environ.get("FASTWEIGHTS_CACHE", "~/.cache/fastweights")
 # Fields that only affect how the data are served, not what they are.
 _SERVING_FIELDS = ("batch_size", "shuffle_seed", "cache_dir", "eval_batch_size")
 
@@ -52,20 +51,11 @@ class MaterialisedTask:
     def prepare(self, data) -> dict[str, Any]:
         """Makes sure the array_record splits exist; returns the metadata (vocabularies,
         sizes, padded lengths)."""
-        out = self.prepared_dir(data)
-        meta_path = out / "meta.json"
-        if meta_path.exists():
-            return json.loads(meta_path.read_text())
-        out.mkdir(parents=True, exist_ok=True)
-        # Several processes (multi-process runs, parallel experiments) may prepare the same
-        # data: one does the work under an exclusive lock, the others then read its result.
-        with open(out / "prepare.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if meta_path.exists():
-                return json.loads(meta_path.read_text())
-            return self._prepare(data, out, meta_path)
+        # Several processes may prepare the same data: one builds under a lock, the others
+        # then read its meta.json (written last: its presence means "complete").
+        return build_once(self.prepared_dir(data), lambda out: self._prepare(data, out))
 
-    def _prepare(self, data, out: Path, meta_path: Path) -> dict[str, Any]:
+    def _prepare(self, data, out: Path) -> dict[str, Any]:
         text_dir = Path(data.data_dir) if data.data_dir else out / "text"
         if not data.data_dir:
             _log(f"{self.name}: generating the text files in {text_dir}")
@@ -80,9 +70,6 @@ class MaterialisedTask:
                 longest = max((len(e[key]) for e in examples), default=0)
                 meta["lengths"][key] = max(meta["lengths"].get(key, 0), longest)
         _log(f"{self.name}: prepared {meta['sizes']} examples in {out}")
-        tmp = meta_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(meta, indent=1))
-        tmp.replace(meta_path)          # written last: its presence means "complete"
         return meta
 
     # -- the trainer's interface -----------------------------------------------------------
