@@ -156,11 +156,14 @@ def _shakespeare(carried: bool) -> dict[str, Experiment]:
     `fastweights.registry`)."""
     name = (language_modelling.FULL_CONTEXT if carried else language_modelling.TASK).name
     DataConfig = language_modelling.DataConfig
-    cutoffs = (2000, 8000)
-    small = LMConfig(vocab_size=16_000, model_dim=128, num_layers=4, num_heads=8, head_dim=16, ff_dim=512,
-                     dropout=0.1, layer=LayerConfig("lm:134"), cutoffs=cutoffs, positional_span=128)
-    tiny = LMConfig(vocab_size=16_000, model_dim=32, num_layers=1, num_heads=2, head_dim=16, ff_dim=64,
-                    dropout=0.0, layer=LayerConfig("lm:24"), cutoffs=cutoffs, positional_span=32)
+    # 87% of the train tokens are among the 2000 most frequent words, 8.5% in the next 6000,
+    # 4% in the remaining 24.8k: the tails' normalisers are computed only for their own
+    # targets (at most 1/8 and 1/16 of a batch), 7x less output-layer work, exactly.
+    output = dict(cutoffs=(2000, 8000), tail_capacity=(0.125, 0.0625))
+    small = LMConfig(vocab_size=32_761, model_dim=128, num_layers=4, num_heads=8, head_dim=16, ff_dim=512,
+                     dropout=0.1, layer=LayerConfig("lm:134"), positional_span=128, **output)
+    tiny = LMConfig(vocab_size=32_761, model_dim=32, num_layers=1, num_heads=2, head_dim=16, ff_dim=64,
+                    dropout=0.0, layer=LayerConfig("lm:24"), positional_span=32, **output)
     if carried:
         small = dataclasses.replace(small, wiring="post_ln", positional="none")
         tiny = dataclasses.replace(tiny, wiring="post_ln", positional="none")

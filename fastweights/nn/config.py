@@ -142,6 +142,9 @@ class LMConfig:
         call (the official code for any length, but not streamable).
       output: "adaptive" (adaptive softmax with `cutoffs`) or "softmax".
       tie_weights: share the embedding with the output layer (official: yes).
+      tail_capacity: per tail cluster of the adaptive softmax, the fraction of a call's
+        positions whose targets may fall in it for its fast path (`AdaptiveSoftmax`; exact
+        either way); None: every cluster at every position.
     """
     vocab_size: int = 267_735
     model_dim: int = 128
@@ -156,6 +159,7 @@ class LMConfig:
     positional_span: int | None = 256
     output: str = "adaptive"
     cutoffs: tuple[int, ...] = (20_000, 40_000, 200_000)
+    tail_capacity: tuple[float, ...] | None = None
     tie_weights: bool = True
     init: str = "lm"
 

@@ -70,7 +70,8 @@ class LanguageModel(nnx.Module):
         if config.output == "adaptive":
             if not config.tie_weights:
                 raise ValueError("output='adaptive' is implemented with tied weights only (as the official code)")
-            self.output = AdaptiveSoftmax(self.embed, config.cutoffs, init=config.init, rngs=rngs,
+            self.output = AdaptiveSoftmax(self.embed, config.cutoffs, init=config.init,
+                                          tail_capacity=config.tail_capacity, rngs=rngs,
                                           param_dtype=param_dtype)
         elif config.output == "softmax":
             self.output = Softmax(config.vocab_size, config.model_dim, embedding=tied, init=config.init,

@@ -30,7 +30,7 @@ from fastweights.data import shakespeare, wikitext
 from fastweights.data.corpus import Corpus
 from fastweights.data.lm_batches import OrderedBatches
 from fastweights.nn.config import LMConfig
-from fastweights.tasks.materialised import DEFAULT_CACHE
+from fastweights.data.cache import DEFAULT_CACHE
 
 CORPORA = ("wikitext-103", "shakespeare")
 SPLITS = ("train", "valid", "test")

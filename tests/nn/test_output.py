@@ -171,6 +171,40 @@ def test_gradients_reach_tied_embedding():
     assert sum(p[-1] == "embedding" for p in paths) == 1
 
 
+@pytest.mark.parametrize("capacity", [(0.5, 0.5, 0.5), (0.1, 0.1, 0.1)], ids=["fits", "overflows"])
+def test_tail_capacity_is_exact(capacity):
+    """In float64, value and gradients: the gathered tail normalisers (the targets of each
+    cluster fit in half the positions) and the fallback (they do not fit in a tenth) equal
+    computing every cluster at every position."""
+    with float64():
+        model = _make(dtype=jnp.float64)
+        fast = AdaptiveSoftmax(model.embed, CUTOFFS, tail_capacity=capacity, rngs=nnx.Rngs(0), param_dtype=jnp.float64)
+        nnx.update(fast, nnx.state(model.out, nnx.Param))
+        h = _hidden((4, 5), dtype=jnp.float64)
+        t = jnp.asarray(np.random.default_rng(3).integers(0, V, (4, 5)), jnp.int32)   # 3-7 per tail
+        counts = [int(((t >= a) & (t < b)).sum()) for a, b in zip(CUTOFFS, CUTOFFS[1:] + (V,))]
+        assert all(c <= 10 for c in counts) if capacity[0] == 0.5 else any(c > 2 for c in counts)
+
+        @jax.jit
+        def values_and_grads(h):
+            plain = lambda h: model.out.nll(h, t)  # noqa: E731
+            gathered = lambda h: fast.nll(h, t)  # noqa: E731
+            return (plain(h), gathered(h), jax.grad(lambda h: (plain(h) ** 2).sum())(h),
+                    jax.grad(lambda h: (gathered(h) ** 2).sum())(h))
+
+        plain, gathered, g_plain, g_gathered = values_and_grads(h)
+    assert_close(gathered, plain, "float64_exact", name="nll")
+    assert_close(g_gathered, g_plain, "float64_exact", name="grad")
+
+
+def test_tail_capacity_errors():
+    embed = Embedding(V, D, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="one fraction in \\(0, 1\\] per tail cluster \\(3\\)"):
+        AdaptiveSoftmax(embed, CUTOFFS, tail_capacity=(0.5,), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="one fraction"):
+        AdaptiveSoftmax(embed, CUTOFFS, tail_capacity=(0.5, 0.5, 0.0), rngs=nnx.Rngs(0))
+
+
 def test_target_errors():
     out = _make().out
     h = _hidden()
