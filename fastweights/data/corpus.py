@@ -330,26 +330,25 @@ def _units(source: Source, chunk_bytes: int) -> list[Unit]:
 
 
 def _line_cuts(path: Path, chunk_bytes: int) -> list[tuple[int, int]]:
-    """Byte ranges of about `chunk_bytes` covering the file, each ending just after a "\\n"
+    """Byte ranges of at least `chunk_bytes` covering the file, each ending just after a "\\n"
     (or at the end): UTF-8 never has that byte inside a character, and "\\r\\n" stays whole."""
     size = path.stat().st_size
     cuts = [0]
     with open(path, "rb") as f:
         while cuts[-1] + chunk_bytes < size:
-            f.seek(cuts[-1] + chunk_bytes - 1)
-            while True:
-                block = f.read(1 << 16)
-                if not block:
-                    break
+            position = cuts[-1] + chunk_bytes - 1      # the chunk's last byte if it is a newline
+            f.seek(position)
+            while block := f.read(1 << 16):
                 found = block.find(b"\n")
                 if found >= 0:
-                    cuts.append(f.tell() - len(block) + found + 1)
                     break
-            if not block or cuts[-1] >= size:
+                position += len(block)
+            if not block:                              # no newline before the end
                 break
-    if cuts[-1] < size or size == 0:
+            cuts.append(position + found + 1)
+    if cuts[-1] < size:
         cuts.append(size)
-    return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a] or [(0, 0)]
+    return list(zip(cuts, cuts[1:])) or [(0, 0)]
 
 
 def _read(unit: Unit) -> list[str]:
@@ -441,10 +440,15 @@ class _InProcess(Executor):
 def _executor(workers: int, initializer=None, initargs=()) -> Executor:
     if workers == 1:
         return _InProcess(initializer, initargs)
-    # fork: the workers share this process's imported modules (importing the package anew
-    # would pull in JAX); they run only this module's functions on plain data.
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    # Never fork the caller: it may run JAX's threads (a fork can deadlock, and JAX warns).
+    # The workers fork from a forkserver, a fresh process that imports this module once (the
+    # package pulls in JAX: ~2 s, once per caller process); elsewhere they are spawned. Like
+    # any multiprocessing, this needs the caller's main module to be import-safe.
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])     # no effect once the server runs
+    else:
+        context = multiprocessing.get_context("spawn")
     return ProcessPoolExecutor(workers, mp_context=context, initializer=initializer,
                                initargs=initargs)
 
