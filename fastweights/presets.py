@@ -172,7 +172,7 @@ def _shakespeare(carried: bool) -> dict[str, Experiment]:
         "small": Experiment(name, DataConfig(corpus="shakespeare", batch_size=32, tgt_len=128, eval_batch_size=10,
                                              eval_tgt_len=128),
                             small, adam, TrainConfig(steps=1200, eval_every=200, checkpoint_every=200, log_every=20)),
-        "tiny": Experiment(name, DataConfig(corpus="shakespeare", batch_size=8, tgt_len=32, eval_batch_size=4,
+        "tiny": Experiment(name, DataConfig(corpus="shakespeare", batch_size=8, tgt_len=32, eval_batch_size=8,
                                             eval_tgt_len=32),
                            tiny, OptimizerConfig(learning_rate=3e-3, clip_norm=0.25),
                            TrainConfig(steps=40, eval_every=20, checkpoint_every=20, log_every=5)),

@@ -64,23 +64,13 @@ def _check_split(model: LanguageModel, tokens, minimum: int = 2) -> np.ndarray:
     return tokens
 
 
-def _fresh_state(model: LanguageModel, batch_size: int, length: int) -> ModelState:
-    """The zero state of a fresh `length`-token call, positioned so that descending
-    positions run `length-1, ..., 0` as in the official code (PAPER_SPEC 3.1)."""
-    state = model.init_state(batch_size)
-    config = model.config
-    if config.positional == "descending" and config.positional_span is not None:
-        state = state._replace(position=jnp.int32(config.positional_span - length))
-    return state
-
-
 @functools.partial(jax.jit, static_argnums=(0, 4))
 def _scored_nll(graphdef, params, inputs, targets, scored):
     """Fresh-state pass over `inputs [B, T]`; the NLL `[B, scored]` of `targets [B, scored]`
     at the last `scored` positions only (the output layer never sees the others)."""
     model = nnx.merge(graphdef, params)
     model.eval()
-    hidden, _ = model(inputs, _fresh_state(model, inputs.shape[0], inputs.shape[1]))
+    hidden, _ = model(inputs, model.segment_state(inputs.shape[0], inputs.shape[1]))
     return model.nll(hidden[:, inputs.shape[1] - scored:], targets)
 
 

@@ -82,6 +82,16 @@ class LanguageModel(nnx.Module):
     def init_state(self, batch_size: int) -> ModelState:
         return ModelState(jnp.zeros((), jnp.int32), self.layers.init_state(batch_size))
 
+    def segment_state(self, batch_size: int, length: int) -> ModelState:
+        """The zero state of an independent `length`-token segment, positioned as the
+        official code's fresh call: descending positions `length-1, ..., 0` also for a
+        segment shorter than `positional_span` (a split's last one). Equal to
+        `init_state` for a full-span segment or without positional encoding."""
+        state = self.init_state(batch_size)
+        if self.config.positional == "descending" and self.config.positional_span is not None:
+            state = state._replace(position=jnp.int32(self.config.positional_span - length))
+        return state
+
     def __call__(self, tokens: Array, state: ModelState | None = None) -> tuple[Array, ModelState]:
         """`tokens [B, T]` int -> `(hidden [B, T, D], state)`."""
         state = _start(self, tokens, state, self.config.vocab_size)

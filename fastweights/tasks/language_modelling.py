@@ -100,6 +100,8 @@ class LanguageModelling:
         return dataclasses.replace(model, vocab_size=load_corpus(data).vocab_size)
 
     def _nll(self, model, batch, state=None):
+        if state is None:          # an independent segment (a shorter last one gets positions L-1..0)
+            state = model.segment_state(*batch["inputs"].shape)
         hidden, state = model(batch["inputs"], state)
         nll = model.nll(hidden, batch["targets"])                # [B, L] float32
         loss = nll.mean()

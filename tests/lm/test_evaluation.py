@@ -132,10 +132,12 @@ def test_every_target_is_scored_exactly_once(n, window, stride):
 
 
 def test_short_windows_get_the_official_positions():
-    """A fresh call of L < span tokens starts at position span - L: positions L-1..0."""
-    state = evaluation._fresh_state(MODELS["delta_net"], 1, 5)
-    pos = positional.positions("descending", state.position, 5, WINDOW)
+    """A fresh call of L < span tokens starts at position span - L: positions L-1..0; a
+    full-span one at 0 (`init_state`)."""
+    model = MODELS["delta_net"]
+    pos = positional.positions("descending", model.segment_state(1, 5).position, 5, WINDOW)
     np.testing.assert_array_equal(pos, [4, 3, 2, 1, 0])
+    assert int(model.segment_state(1, WINDOW).position) == int(model.init_state(1).position) == 0
 
 
 def test_a_split_compiles_at_most_twice():

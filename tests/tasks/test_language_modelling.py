@@ -24,12 +24,12 @@ STEPS = 10
 
 
 def _experiment(task: str, cache_dir, **train) -> presets.Experiment:
-    """The task's tiny preset on the fixture: 4 streams of 8 tokens, so an epoch is a few
-    batches and the runs below cross epoch boundaries."""
+    """The task's tiny preset on the fixture: 8 streams (one per test device) of 4 tokens, so
+    an epoch is 8 batches and the runs below cross an epoch boundary."""
     exp = presets.get(task, "tiny")
     data = dataclasses.replace(exp.data, corpus="wikitext-103", data_dir=str(FIXTURE), cache_dir=str(cache_dir),
-                               batch_size=4, tgt_len=8, eval_batch_size=2, eval_tgt_len=8)
-    model = dataclasses.replace(exp.model, cutoffs=(8,), positional_span=8)
+                               batch_size=8, tgt_len=4, eval_batch_size=8, eval_tgt_len=4)
+    model = dataclasses.replace(exp.model, cutoffs=(8,), tail_capacity=(0.5,), positional_span=4)
     loop = dataclasses.replace(exp.train, steps=STEPS, log_every=1, eval_every=5, checkpoint_every=2,
                                progress=False, tensorboard=False, plot=False, **train)
     return dataclasses.replace(exp, data=data, model=model, train=loop)
@@ -166,7 +166,7 @@ def test_evaluate_and_generate_commands(tmp_path, cache, corpus, capsys):
     assert out.count("perplexity on valid") == 3
     _, model, _ = presets.load_run(tmp_path)
     written = json.loads((tmp_path / "eval_valid_sliding_window.json").read_text())
-    direct = lm.sliding_window(model, corpus.splits["valid"], window=8, stride=3, progress=False)
+    direct = lm.sliding_window(model, corpus.splits["valid"], window=4, stride=3, progress=False)
     assert written["tokens"] == direct["tokens"] == len(corpus.splits["valid"]) - 1
     assert_close(written["perplexity"], direct["perplexity"], "float32_same_algebra")
     args = [str(tmp_path), "--prompt", "the", "--tokens", "12", "--temperature", "0.9", "--top-k", "5"]
