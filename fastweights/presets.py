@@ -169,9 +169,9 @@ def _shakespeare(carried: bool) -> dict[str, Experiment]:
         tiny = dataclasses.replace(tiny, wiring="post_ln", positional="none")
     adam = OptimizerConfig(learning_rate=2e-3, schedule="warmup_cosine", warmup_steps=100, clip_norm=0.25)
     return {
-        "small": Experiment(name, DataConfig(corpus="shakespeare", batch_size=32, tgt_len=128, eval_batch_size=10,
+        "small": Experiment(name, DataConfig(corpus="shakespeare", batch_size=16, tgt_len=128, eval_batch_size=10,
                                              eval_tgt_len=128),
-                            small, adam, TrainConfig(steps=1200, eval_every=200, checkpoint_every=200, log_every=20)),
+                            small, adam, TrainConfig(steps=240, eval_every=80, checkpoint_every=80, log_every=10)),
         "tiny": Experiment(name, DataConfig(corpus="shakespeare", batch_size=8, tgt_len=32, eval_batch_size=8,
                                             eval_tgt_len=32),
                            tiny, OptimizerConfig(learning_rate=3e-3, clip_norm=0.25),
