@@ -6,7 +6,9 @@ with 1 worker and with 2, plus hashing the sources and loading the built cache b
 The text is synthetic, WikiText-like and deterministic (seed 0): a Zipf-like vocabulary of
 250k words (a few with non-ASCII letters), ` = Heading = ` lines, paragraph lines of varying
 length, each followed by a blank line (" \\n"), as in wiki.train.tokens; valid and test are
-small. Written under --dir (default: a temporary folder, removed at the end unless --keep).
+small. "cores got": how many cores two processes really got just before the build (other
+work on the machine skews the rows). Written under --dir (default: a temporary folder,
+removed at the end unless --keep).
 Writes benchmarks/results/tokenise_cpu.json. Not part of the test suite.
 """
 
@@ -14,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import shutil
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +71,31 @@ def write_text(path: Path, n_bytes: int, vocab: np.ndarray, rng: np.random.Gener
             written += len(block.encode("utf-8"))
 
 
+def _spin(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i
+    return total
+
+
+def parallel_capacity(workers: int = 2, n: int = 20_000_000) -> float:
+    """How many cores this process can get now: `workers` pure-Python loops run one after
+    another, over the same loops in `workers` processes (= workers on an idle machine; ~1
+    when other work fills the CPUs, and then the rows with more workers mean little)."""
+    start = time.perf_counter()
+    for _ in range(workers):
+        _spin(n)
+    serial = time.perf_counter() - start
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([corpus.__name__])   # as the builds would start it
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        list(pool.map(_spin, [1] * workers))        # the processes' start is not timed
+        start = time.perf_counter()
+        list(pool.map(_spin, [n] * workers))
+        parallel = time.perf_counter() - start
+    return serial / parallel
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=float, default=540.0, help="size of the train file in MB (10^6 bytes)")
@@ -93,19 +122,25 @@ def main(argv=None):
         hash_s = time.perf_counter() - start
 
         rows = []
+        capacity = {}
         for workers in (int(w) for w in a.workers.split(",")):
+            if workers > 1:
+                capacity[workers] = round(parallel_capacity(workers), 2)
             cache = root / f"cache-{workers}"
             shutil.rmtree(cache, ignore_errors=True)
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             built = corpus.build("bench", sources, cache_dir=cache, workers=workers)
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
             start = time.perf_counter()
             corpus.build("bench", sources, cache_dir=cache, workers=workers)    # from the cache
             load_s = time.perf_counter() - start
             tokens = sum(len(ids) for ids in built.splits.values())
+            # The load average shows whether other work shared the CPUs (it skews the times).
             rows.append(dict(workers=workers, mb=round(mb, 1), tokens=tokens, vocab=built.vocab_size,
                              seconds=round(seconds, 1), tokens_per_s=round(tokens / seconds),
-                             cached_load_s=round(load_s, 2)))
+                             cached_load_s=round(load_s, 2), this_process_cpu_s=round(cpu, 1),
+                             parallel_capacity=capacity.get(workers, 1.0),
+                             load_average_1min=round(os.getloadavg()[0], 2)))
         if len(rows) > 1:   # the builds must agree bitwise
             first = corpus.read_cache(next((root / f"cache-{rows[0]['workers']}" / "lm").iterdir()))
             for row in rows[1:]:
@@ -113,12 +148,14 @@ def main(argv=None):
                 assert first.vocab == other.vocab
                 assert all(np.array_equal(first.splits[s], other.splits[s]) for s in corpus.SPLITS)
 
-        print("| workers | MB | tokens | vocab | seconds | tokens/s | load from cache (s) |")
-        print("|---|---|---|---|---|---|---|")
+        print("| workers | MB | tokens | vocab | seconds | tokens/s | load from cache (s) | load avg | cores got |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             print(f"| {r['workers']} | {r['mb']:.0f} | {r['tokens']:,} | {r['vocab']:,} | {r['seconds']:.1f} "
-                  f"| {r['tokens_per_s'] / 1e6:.2f}M | {r['cached_load_s']:.2f} |")
-        print(f"\nhashing the sources (fingerprint): {hash_s:.2f} s")
+                  f"| {r['tokens_per_s'] / 1e6:.2f}M | {r['cached_load_s']:.2f} | {r['load_average_1min']} "
+                  f"| {r['parallel_capacity']} |")
+        print(f"\nhashing the sources (fingerprint): {hash_s:.2f} s; CPU seconds of this process (with 1 "
+              f"worker: all the work): {', '.join(str(r['this_process_cpu_s']) for r in rows)}")
         RESULTS.mkdir(exist_ok=True)
         out = RESULTS / "tokenise_cpu.json"
         out.write_text(json.dumps({"machine": f"{os.cpu_count()} cpus, {platform.machine()}",

@@ -15,7 +15,7 @@ presence means complete. The fingerprint hashes the source files' contents and t
 tokeniser settings, so a changed file never reuses a stale cache.
 
 Building runs in two parallel passes over chunks of the sources (byte ranges cut at line
-ends, groups of parquet row groups, groups of lines): count the words per chunk, merged in
+ends, groups of parquet row groups, groups of lines): count the words of runs of chunks, merged in
 chunk order (which keeps the first-occurrence order of ties exactly: a word is first met in
 the first chunk that holds it, at its first position there), then map each chunk to ids,
 written into the split's file at the chunk's offset.
@@ -255,23 +255,40 @@ def _build(directory: Path, name: str, fingerprint: str, sources: Mapping[str, S
     workers = 1 if n_units <= len(SPLITS) else max(1, min(workers or os.cpu_count() or 1, n_units))
     _log(f"{name}: tokenising into {directory} ({workers} worker{'s' * (workers > 1)})")
 
-    # Pass 1: word counts (train) and the number of lines and ids of every unit. The counts
-    # are merged as they arrive, in chunk order, which keeps ties in first-occurrence order.
+    # Pass 1: word counts (train) and the number of lines and ids of every unit. A task counts
+    # a run of consecutive units into one Counter (few Counters to send back and merge: the
+    # merge is serial), about four tasks per worker to share the work; the counts are merged
+    # as they arrive, in text order, which keeps ties in first-occurrence order.
+    # One pool for both passes: a worker's start may cost an import of the package (JAX).
+    try:
+        with _executor(workers) as pool:
+            return _two_passes(pool, directory, name, fingerprint, units, sources, specials, settings,
+                               workers=workers, start=start)
+    finally:
+        _VOCAB.clear()                  # the in-process executor filled this process's copy
+
+
+def _two_passes(pool: Executor, directory: Path, name: str, fingerprint: str,
+                units: Mapping[str, list[Unit]], sources: Mapping[str, Source],
+                specials: tuple[str, ...], settings: Mapping[str, Any], *, workers: int,
+                start: float) -> dict[str, Any]:
     counter: collections.Counter[str] = collections.Counter()
     counted: dict[str, list[tuple[int, int]]] = {}
-    with _executor(workers) as pool:
-        for split in SPLITS:
-            counted[split] = []
-            for words, n_lines, n_ids in pool.map(_count, units[split], [split == "train"] * len(units[split])):
-                if words is not None:
-                    counter.update(words)
-                counted[split].append((n_lines, n_ids))
+    for split in SPLITS:
+        groups = _runs(units[split], 4 * workers)
+        counted[split] = []
+        for words, sizes in pool.map(_count, groups, [split == "train"] * len(groups)):
+            if words is not None:
+                counter.update(words)
+            counted[split] += sizes
     for split in SPLITS:
         if not sum(n_ids for _, n_ids in counted[split]):
             files = ", ".join(str(p) for p in sources[split].paths) or "no files"
             raise ValueError(f"{name}: the {split} split is empty (no lines in {files})")
     vocab = specials + tuple(word for word, _ in counter.most_common() if word not in specials)
-    (directory / "vocab.txt").write_text("".join(word + "\n" for word in vocab), encoding="utf-8")
+    del counter
+    vocab_path = directory / "vocab.txt"
+    vocab_path.write_text("".join(word + "\n" for word in vocab), encoding="utf-8")
 
     # Pass 2: ids, each unit written at its offset into a file sized in advance (a partial
     # file of a killed build is truncated and overwritten).
@@ -284,14 +301,12 @@ def _build(directory: Path, name: str, fingerprint: str, sources: Mapping[str, S
             f.truncate(4 * sizes[split])
         offset, first_line = 0, collections.Counter()
         for unit, (n_lines, n_ids) in zip(units[split], counted[split]):
-            tasks.append((unit, split, str(path), offset, n_ids, first_line[unit[1]]))
+            tasks.append((unit, split, str(path), offset, n_ids, first_line[unit[1]], str(vocab_path)))
             offset += n_ids
             first_line[unit[1]] += n_lines
     unknown = collections.Counter()
-    with _executor(workers, initializer=_set_vocab, initargs=(vocab,)) as pool:
-        for (_, split, *_), n_unknown in zip(tasks, pool.map(_encode, *zip(*tasks))):
-            unknown[split] += n_unknown
-    _set_vocab(())                      # the in-process executor filled this process's copy
+    for (_, split, *_), n_unknown in zip(tasks, pool.map(_encode, *zip(*tasks))):
+        unknown[split] += n_unknown
     seconds = time.perf_counter() - start
     _log(f"{name}: {sum(sizes.values()):,} tokens, vocabulary {len(vocab):,}, in {seconds:.1f} s")
     return {"format": FORMAT_VERSION, "name": name, "fingerprint": fingerprint,
@@ -374,24 +389,47 @@ def _read(unit: Unit) -> list[str]:
     return list(unit[2])
 
 
-def _count(unit: Unit, count_words: bool) -> tuple[collections.Counter | None, int, int]:
-    """(word counts in first-occurrence order, or None; lines; ids = words + lines)."""
-    lines = _read(unit)
-    words = " ".join(lines).split()     # the same words as line by line: " " is whitespace
-    return (collections.Counter(words) if count_words else None), len(lines), len(words) + len(lines)
+def _runs(units: list[Unit], n: int) -> list[tuple[Unit, ...]]:
+    """`units` cut into at most `n` runs of consecutive units, of near-equal lengths."""
+    n = max(1, min(n, len(units)))
+    bounds = [round(i * len(units) / n) for i in range(n + 1)]
+    return [tuple(units[a:b]) for a, b in zip(bounds, bounds[1:])]
 
 
-_VOCAB: dict[str, int] = {}
+def _count(units: tuple[Unit, ...], count_words: bool) -> tuple[collections.Counter | None,
+                                                                list[tuple[int, int]]]:
+    """The word counts of consecutive units, in first-occurrence order (or None), and each
+    unit's (lines, ids = words + lines)."""
+    counter: collections.Counter[str] = collections.Counter()
+    sizes = []
+    for unit in units:
+        lines = _read(unit)
+        words = " ".join(lines).split()     # the same words as line by line: " " is whitespace
+        if count_words:
+            counter.update(words)           # a list: counted in C, in order
+        sizes.append((len(lines), len(words) + len(lines)))
+    return (counter if count_words else None), sizes
 
 
-def _set_vocab(vocab: Sequence[str]) -> None:
-    global _VOCAB
-    _VOCAB = {word: i for i, word in enumerate(vocab)}
+# {vocab.txt path: {word: id}}, one entry: what this worker (or the caller, in process) read.
+_VOCAB: dict[str, dict[str, int]] = {}
 
 
-def _encode(unit: Unit, split: str, path: str, offset: int, n_ids: int, first_line: int) -> int:
+def _vocab(path: str) -> dict[str, int]:
+    """The vocabulary of the build writing `path`, read once per worker (a task is sent
+    the file's name, not 270k words)."""
+    if path not in _VOCAB:
+        _VOCAB.clear()
+        words = Path(path).read_text(encoding="utf-8").split("\n")[:-1]
+        _VOCAB[path] = {word: i for i, word in enumerate(words)}
+    return _VOCAB[path]
+
+
+def _encode(unit: Unit, split: str, path: str, offset: int, n_ids: int, first_line: int,
+            vocab_path: str) -> int:
     """Writes the unit's ids at `offset` (in ids) of `path`; returns how many words were
     unknown (mapped to <unk>)."""
+    vocab = _vocab(vocab_path)
     lines = _read(unit)
     words: list[str] = []
     for line in lines:
@@ -400,18 +438,18 @@ def _encode(unit: Unit, split: str, path: str, offset: int, n_ids: int, first_li
     unknown = 0
     try:
         # itemgetter looks all words up in one C call (~2x a Python-level map).
-        ids = np.array(operator.itemgetter(*words)(_VOCAB) if words else (), np.int32, ndmin=1)
+        ids = np.array(operator.itemgetter(*words)(vocab) if words else (), np.int32, ndmin=1)
     except KeyError:
-        unk = _VOCAB.get(UNK)
+        unk = vocab.get(UNK)
         if unk is None:
             for number, line in enumerate(lines, first_line + 1):
                 for word in line.split():
-                    if word not in _VOCAB:
+                    if word not in vocab:
                         raise ValueError(
                             f"{split}: the word {word!r} on line {number} of {unit[1]} is not in "
                             f"the vocabulary built from train, which has no {UNK}") from None
-        unknown = sum(word not in _VOCAB for word in words)
-        ids = np.fromiter((_VOCAB.get(word, unk) for word in words), np.int32, count=len(words))
+        unknown = sum(word not in vocab for word in words)
+        ids = np.fromiter((vocab.get(word, unk) for word in words), np.int32, count=len(words))
     if len(ids) != n_ids:
         raise RuntimeError(f"{unit[1]}: {len(ids)} ids on the second pass, {n_ids} on the first "
                            f"(did the file change while it was read?)")
@@ -429,28 +467,24 @@ def _encode(unit: Unit, split: str, path: str, offset: int, n_ids: int, first_li
 class _InProcess(Executor):
     """`workers == 1`: the same calls in this process (no fork, easy to debug)."""
 
-    def __init__(self, initializer=None, initargs=()):
-        if initializer is not None:
-            initializer(*initargs)
-
     def map(self, fn, *iterables, timeout=None, chunksize=1):
         return map(fn, *iterables)
 
 
-def _executor(workers: int, initializer=None, initargs=()) -> Executor:
+def _executor(workers: int) -> Executor:
     if workers == 1:
-        return _InProcess(initializer, initargs)
+        return _InProcess()
     # Never fork the caller: it may run JAX's threads (a fork can deadlock, and JAX warns).
     # The workers fork from a forkserver, a fresh process that imports this module once (the
-    # package pulls in JAX: ~2 s, once per caller process); elsewhere they are spawned. Like
-    # any multiprocessing, this needs the caller's main module to be import-safe.
+    # package pulls in JAX: ~2 s, once per caller process; if someone started the server
+    # without it, each worker imports it); elsewhere they are spawned. Like any
+    # multiprocessing, this needs the caller's main module to be import-safe.
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([__name__])     # no effect once the server runs
     else:
         context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(workers, mp_context=context, initializer=initializer,
-                               initargs=initargs)
+    return ProcessPoolExecutor(workers, mp_context=context)
 
 
 def _log(message: str) -> None:

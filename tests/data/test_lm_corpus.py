@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from fastweights.data import corpus, lm_batches, wikitext
-from fastweights.data.corpus import EOS, SPLITS, UNK, Lines, ParquetFiles, TextFiles
+from fastweights.data.corpus import EOS, SPLITS, UNK, TextFiles
 
 FIXTURE = Path(__file__).parent / "fixtures" / "wikitext_tiny"
 
