@@ -108,8 +108,10 @@ def lm_table(run_dirs: list[Path]) -> str:
         if found is None or found[0] not in LM_TASKS or not (run_dir / "metrics.jsonl").exists():
             continue
         task, preset = found
-        info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
-        exp = presets.get(task, preset, info.get("overrides", []))
+        try:
+            exp = presets.load_experiment(run_dir)
+        except (FileNotFoundError, ValueError):      # no checkpoint yet
+            continue
         records = read_jsonl(run_dir / "metrics.jsonl")
         tests = [r for r in records if r["split"] == "test"]
         segments = f"{tests[-1]['perplexity']:.1f}" if tests and "perplexity" in tests[-1] else "-"

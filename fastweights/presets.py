@@ -248,24 +248,28 @@ def model_factory(exp: Experiment) -> Callable[[nnx.Rngs], nnx.Module]:
     return lambda rngs: model_presets.build(task.model_config(exp.data, exp.model), rngs=rngs)
 
 
-def load_run(run_dir: str | Path, *, best: bool = True) -> tuple[Experiment, nnx.Module, int]:
-    """`(experiment, model, step)` of a trained run: the experiment as its checkpoint records
-    it, and its model (eval mode, the task's vocabulary sizes) with the parameters of the
-    best-validation (or newest) checkpoint."""
+def load_experiment(run_dir: str | Path) -> Experiment:
+    """The experiment a run trained, as its newest checkpoint records it."""
     directory = Path(run_dir) / "checkpoints"
     if not directory.is_dir():
         raise FileNotFoundError(f"{Path(run_dir).absolute()} has no checkpoints/: not a training run directory")
-    _, meta, _ = read_checkpoint(directory, best=best)
-    config = meta["config"]
+    config = read_checkpoint(directory, best=False)[1]["config"]
     if "model" not in config:
         raise ValueError(f"{run_dir} was not trained through fastweights.presets.run: its checkpoint does not "
                          "record the model config")
     task = get_task(config["task"])
-    exp = Experiment(config["task"], from_dict(task.DataConfig, config["data"]),
-                     from_dict(task.ModelConfig, config["model"]), from_dict(OptimizerConfig, config["optimizer"]),
-                     from_dict(TrainConfig, config["train"]))
-    model = model_presets.build(task.model_config(exp.data, exp.model))
-    step, _, params = read_checkpoint(directory, nnx.state(model, nnx.Param), best=best)
+    return Experiment(config["task"], from_dict(task.DataConfig, config["data"]),
+                      from_dict(task.ModelConfig, config["model"]), from_dict(OptimizerConfig, config["optimizer"]),
+                      from_dict(TrainConfig, config["train"]))
+
+
+def load_run(run_dir: str | Path, *, best: bool = True) -> tuple[Experiment, nnx.Module, int]:
+    """`(experiment, model, step)` of a trained run: the experiment as its checkpoint records
+    it, and its model (eval mode, the task's vocabulary sizes) with the parameters of the
+    best-validation (or newest) checkpoint."""
+    exp = load_experiment(run_dir)
+    model = model_presets.build(get_task(exp.task).model_config(exp.data, exp.model))
+    step, _, params = read_checkpoint(Path(run_dir) / "checkpoints", nnx.state(model, nnx.Param), best=best)
     nnx.update(model, params)
     model.eval()
     return exp, model, step
@@ -278,5 +282,5 @@ def run(exp: Experiment, run_dir: str | Path, *, resume: bool = True) -> dict[st
                           run_config=training.config_to_dict(exp))
 
 
-__all__ = ["PAPER_MODELS", "PRESETS", "SMALL_MODELS", "TASKS", "WT103_FULL_CONTEXT", "WT103_MODELS", "get", "get_task", "load_run", "model_factory",
+__all__ = ["PAPER_MODELS", "PRESETS", "SMALL_MODELS", "TASKS", "WT103_FULL_CONTEXT", "WT103_MODELS", "get", "get_task", "load_experiment", "load_run", "model_factory",
            "names", "run", "validate"]

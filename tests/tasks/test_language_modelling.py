@@ -179,6 +179,13 @@ def test_evaluate_and_generate_commands(tmp_path, cache, corpus, capsys):
     assert "--tokens must be >= 1" in capsys.readouterr().err
     assert evaluate_main([str(tmp_path / "nowhere")]) == 2
     assert "has no checkpoints" in capsys.readouterr().err
+    # The results table reads the run back: the segment and sliding-window numbers it wrote.
+    from experiments.results import lm_table
+    training.write_run_info(tmp_path, task="lm", preset="tiny", overrides=[])
+    assert evaluate_main([str(tmp_path), "--protocol", "sliding_window", "--stride", "3"]) == 0
+    row = lm_table([tmp_path]).splitlines()[-1].split(" | ")
+    test_ppl = json.loads((tmp_path / "eval_test_sliding_window.json").read_text())["perplexity"]
+    assert row[1] == "lm:24" and row[5] == f"{test_ppl:.1f} (stride 3)", row
 
 
 def test_wikitext_needs_a_folder():
