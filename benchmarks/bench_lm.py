@@ -58,12 +58,11 @@ def _tokens(n: int, seed: int = 0):
 def _flops_per_window(model, batch_size: int) -> float:
     """XLA's FLOP count of one batched call, per window (stride 1)."""
     import jax.numpy as jnp
-    from flax import nnx
 
-    from fastweights.lm import evaluation
-    graphdef, params = nnx.split(model)
+    from fastweights.lm import _compiled, evaluation
+    call = _compiled.bind(evaluation._scored_nll, model, scored=1)
     x = jnp.zeros((batch_size, WINDOW), jnp.int32)
-    compiled = evaluation._scored_nll.lower(graphdef, params, x, x[:, -1:], 1).compile()
+    compiled = call.func.lower(call.args[0], x, x[:, -1:]).compile()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     return float(cost["flops"]) / batch_size
@@ -125,17 +124,16 @@ def _call_rate(name: str, repeats: int) -> float:
     """Windows/s of the compiled batch-1 call alone, the same input back to back (no host
     work between calls): what the batch-1 loop would reach with zero overhead."""
     import jax.numpy as jnp
-    from flax import nnx
 
-    from fastweights.lm import evaluation
-    graphdef, params = nnx.split(_model(name))
+    from fastweights.lm import _compiled, evaluation
+    call = _compiled.bind(evaluation._scored_nll, _model(name), scored=1)
     x = jnp.asarray(_tokens(WINDOW)[None])
-    evaluation._scored_nll(graphdef, params, x, x[:, -1:], 1).block_until_ready()
+    call(x, x[:, -1:]).block_until_ready()
     best = 0.0
     for _ in range(repeats):
         start = time.perf_counter()
         for _ in range(64):
-            out = evaluation._scored_nll(graphdef, params, x, x[:, -1:], 1)
+            out = call(x, x[:, -1:])
         out.block_until_ready()
         best = max(best, 64 / (time.perf_counter() - start))
     return best
