@@ -14,7 +14,8 @@ plain feed-forward matmul chain on this machine.
 
 `generation`: peak memory of generating 1k and 16k tokens with `stream` and with
 `LanguageModel.generate`, each in a fresh subprocess (peak RSS from `getrusage`, plus the
-device's `memory_stats()` peak where the backend has one).
+device's `memory_stats()` peak where the backend has one), and for `stream` how much the
+resident memory grew between token 1024 and the last token.
 
 Prints markdown tables; writes benchmarks/results/lm_<part>_<platform>.json.
 """
@@ -166,7 +167,7 @@ def sliding(a) -> dict:
         rows += [_row(name, 1, b, rates[b], rates[1], flops[b]) for b in batch_sizes]
         print(f"{name}: XLA FLOPs per window (M): {notes[f'{name}_mflop_per_window']}; the batch-1 call "
               f"alone: {notes[f'{name}_batch_1_call_alone_windows_per_s']} windows/s", flush=True)
-    small = {1: max(1, a.windows_batch_1 // 4), 64: max(64, a.windows // 4)}
+    small = {1: max(1, a.windows_batch_1 // 4), 64: max(64, a.windows // 2)}
     for name in a.variants.split(","):     # stride 16: 16 scored tokens per window
         rates = _sliding_rates(name, small, [1, 64], a.repeats, stride=16)
         rows += [_row(name, 16, b, rates[b], rates[1]) for b in (1, 64)]
@@ -184,6 +185,11 @@ def sliding(a) -> dict:
                 model="4 layers, D128, 8x16 heads, ff 512, vocab 10k, adaptive (2k, 5k), dropout 0")
 
 
+def _current_rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
 def _generate_once(name: str, method: str, num_tokens: int) -> dict:
     """Run in a fresh process: generate `num_tokens` and report the peak memory."""
     import jax
@@ -193,14 +199,19 @@ def _generate_once(name: str, method: str, num_tokens: int) -> dict:
     model = _model(name)
     prompt = _tokens(16)
     start = time.perf_counter()
+    after_1k = None
     if method == "stream":
-        count = sum(1 for _ in stream(model, prompt, num_tokens, seed=0, top_k=50, top_p=0.95))
+        count = 0
+        for count, _ in enumerate(stream(model, prompt, num_tokens, seed=0, top_k=50, top_p=0.95), 1):
+            if count == 1024:
+                after_1k = _current_rss_mb()
     else:
         out, _ = model.generate(jnp.asarray(prompt[None]), num_tokens, key=jax.random.key(0), top_k=50, top_p=0.95)
         count = int(jax.block_until_ready(out).shape[1])
     seconds = time.perf_counter() - start
     stats = jax.local_devices()[0].memory_stats() or {}
     return dict(tokens=count, seconds=seconds, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                growth_after_1k_mb=None if after_1k is None else _current_rss_mb() - after_1k,
                 device_peak_mb=stats.get("peak_bytes_in_use", 0) / 2 ** 20 if stats else None)
 
 
@@ -222,6 +233,8 @@ def generation(a) -> dict:
                 label = f"{n // 1024}k" if n % 1024 == 0 else str(n)
                 row[f"rss_mb_{label}"] = round(result["peak_rss_mb"], 1)
                 row[f"wall_s_{label}"] = round(result["seconds"], 1)    # compilation included
+                if n == counts[-1] and result["growth_after_1k_mb"] is not None:
+                    row["stream_rss_growth_after_1k_mb"] = round(result["growth_after_1k_mb"], 1)
                 if result["device_peak_mb"] is not None:
                     row[f"device_mb_{label}"] = round(result["device_peak_mb"], 1)
             first, last = (f"{n // 1024}k" if n % 1024 == 0 else str(n) for n in (counts[0], counts[-1]))
@@ -229,7 +242,7 @@ def generation(a) -> dict:
             rows.append(row)
             print(json.dumps(row), flush=True)
     print()
-    print_table(rows, list(rows[0]))
+    print_table(rows, list(dict.fromkeys(c for r in rows for c in r)))
     return dict(rows=rows, model="4 layers, D128, 8x16 heads, ff 512, vocab 10k, adaptive (2k, 5k); "
                 "top_k=50, top_p=0.95, prompt 16 tokens; transformer window 256")
 
@@ -240,9 +253,9 @@ def main(argv=None):
     parser.add_argument("--variants", default=None, help="default: delta_net,delta_rnn (sliding), "
                         "delta_net,delta_rnn,transformer (generation)")
     parser.add_argument("--batch-sizes", default="64,128,256")
-    parser.add_argument("--windows", type=int, default=1024, help="windows per batched run")
+    parser.add_argument("--windows", type=int, default=512, help="windows per batched run")
     parser.add_argument("--windows-batch-1", type=int, default=256, help="windows per batch-1 run")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--tokens", default="1024,16384")
     parser.add_argument("--no-write", action="store_true", help="print only (trial runs)")
     a = parser.parse_args(argv)
@@ -250,9 +263,14 @@ def main(argv=None):
 
     from benchmarks.common import machine, write_json
     a.variants = a.variants or ("delta_net,delta_rnn" if a.part == "sliding" else "delta_net,delta_rnn,transformer")
-    print(f"machine: {machine()}, jax {jax.__version__}, float32\n", flush=True)
+    load_before = os.getloadavg()[0]
+    print(f"machine: {machine()}, jax {jax.__version__}, float32; load average {load_before:.1f}\n", flush=True)
     payload = sliding(a) if a.part == "sliding" else generation(a)
-    payload = dict(machine=machine(), jax=jax.__version__, part=a.part, **payload)
+    # Other work on the machine slows every row; the interleaved best-of repeats keep the
+    # ratios fair, not the absolute rates.
+    load = dict(before=round(load_before, 2), after=round(os.getloadavg()[0], 2))
+    print(f"load average (1 min): {load['before']} before, {load['after']} after", flush=True)
+    payload = dict(machine=machine(), jax=jax.__version__, part=a.part, load_average=load, **payload)
     if not a.no_write:
         path = write_json(f"lm_{a.part}_{jax.devices()[0].platform}", payload)
         print(f"\nwrote {path}")

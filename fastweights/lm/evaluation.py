@@ -30,6 +30,7 @@ from collections.abc import Iterator
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 from fastweights.lm._compiled import bind
 from fastweights.metrics import ProgressBar
 from fastweights.nn.common import check_tokens
@@ -165,7 +166,9 @@ def sliding_window(model: LanguageModel, tokens, *, window: int = 256, stride: i
 
     Batched: `batch_size` windows per call (`[batch_size, window]` inputs, the last batch
     padded and masked), the output layer applied only at the scored positions. Compiles
-    twice: window 0 and the batched call.
+    twice: window 0 and the batched call. Batching pays on an accelerator; on a CPU each
+    window is already compute-bound at batch 1, and larger batches, which leave the cache,
+    ran slower (BENCHMARKS.md, `benchmarks/bench_lm.py`).
     """
     _check_model(model)
     window = _check_positive("window", window)

@@ -14,6 +14,7 @@ from collections.abc import Generator
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 from fastweights.lm._compiled import bind
 from fastweights.nn.common import check_tokens
 from fastweights.nn.models import LanguageModel, ModelState
