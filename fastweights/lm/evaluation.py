@@ -23,7 +23,6 @@ for `L == span` this is the model's own default.
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections.abc import Iterator
@@ -31,11 +30,11 @@ from collections.abc import Iterator
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
+from fastweights.lm._compiled import bind
 from fastweights.metrics import ProgressBar
 from fastweights.nn.common import check_tokens
-from fastweights.nn.models import LanguageModel, ModelState
+from fastweights.nn.models import LanguageModel
 
 Array = jax.Array
 
@@ -64,21 +63,15 @@ def _check_split(model: LanguageModel, tokens, minimum: int = 2) -> np.ndarray:
     return tokens
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4))
-def _scored_nll(graphdef, params, inputs, targets, scored):
+def _scored_nll(model, inputs, targets, *, scored: int):
     """Fresh-state pass over `inputs [B, T]`; the NLL `[B, scored]` of `targets [B, scored]`
     at the last `scored` positions only (the output layer never sees the others)."""
-    model = nnx.merge(graphdef, params)
-    model.eval()
     hidden, _ = model(inputs, model.segment_state(inputs.shape[0], inputs.shape[1]))
     return model.nll(hidden[:, inputs.shape[1] - scored:], targets)
 
 
-@functools.partial(jax.jit, static_argnums=(0,))
-def _carried_nll(graphdef, params, inputs, targets, state):
+def _carried_nll(model, inputs, targets, state):
     """One segment with the state carried: `(nll [B, T], state)`."""
-    model = nnx.merge(graphdef, params)
-    model.eval()
     hidden, state = model(inputs, state)
     return model.nll(hidden, targets), state
 
@@ -163,7 +156,9 @@ def sliding_window(model: LanguageModel, tokens, *, window: int = 256, stride: i
 
     Batched: `batch_size` windows per call (`[batch_size, window]` inputs, the last batch
     padded and masked), the output layer applied only at the scored positions. Compiles
-    twice: window 0 and the batched call.
+    twice: window 0 and the batched call. Batching pays on an accelerator; on a CPU each
+    window is already compute-bound at batch 1, and larger batches, which leave the cache,
+    ran slower (BENCHMARKS.md, `benchmarks/bench_lm.py`).
     """
     _check_model(model)
     window = _check_positive("window", window)
@@ -174,18 +169,18 @@ def sliding_window(model: LanguageModel, tokens, *, window: int = 256, stride: i
                          "its own predictions")
     tokens = _check_split(model, tokens)
     n = tokens.shape[0]
-    graphdef, params = nnx.split(model)
     if n < window + 1:          # one window of n-1 tokens, all scored
         acc = _Accumulator(1, progress)
-        acc.add(_scored_nll(graphdef, params, jnp.asarray(tokens[None, :-1], jnp.int32),
-                            jnp.asarray(tokens[None, 1:], jnp.int32), n - 1), None, 1)
+        acc.add(bind(_scored_nll, model, scored=n - 1)(jnp.asarray(tokens[None, :-1], jnp.int32),
+                                                       jnp.asarray(tokens[None, 1:], jnp.int32)), None, 1)
         return acc.result()
     starts, scored = _window_plan(n, window, stride)
     num_batches = -(-len(starts) // batch_size)
     acc = _Accumulator(1 + num_batches, progress)
     first = np.asarray(tokens[:window + 1], np.int32)
-    acc.add(_scored_nll(graphdef, params, jnp.asarray(first[None, :-1]), jnp.asarray(first[None, 1:]),
-                        window), None, 1)
+    acc.add(bind(_scored_nll, model, scored=window)(jnp.asarray(first[None, :-1]),
+                                                    jnp.asarray(first[None, 1:])), None, 1)
+    later = bind(_scored_nll, model, scored=stride)
     offsets = np.arange(window + 1, dtype=np.int64)
     columns = np.arange(stride, dtype=np.int64)
     for b in range(num_batches):
@@ -198,8 +193,7 @@ def sliding_window(model: LanguageModel, tokens, *, window: int = 256, stride: i
         chunk = np.asarray(tokens[batch_starts[:, None] + offsets], np.int32)   # [B, window+1]
         # Row r scores its last batch_scored[r] of the `stride` positions computed.
         mask = columns[None, :] >= stride - batch_scored[:, None]
-        acc.add(_scored_nll(graphdef, params, jnp.asarray(chunk[:, :-1]),
-                            jnp.asarray(chunk[:, window + 1 - stride:]), stride),
+        acc.add(later(jnp.asarray(chunk[:, :-1]), jnp.asarray(chunk[:, window + 1 - stride:])),
                 None if mask.all() else mask, rows)
     return acc.result()
 
@@ -216,15 +210,14 @@ def full_context(model: LanguageModel, tokens, *, segment: int = 256, progress: 
     segment = _check_positive("segment", segment)
     tokens = _check_split(model, tokens)
     n = tokens.shape[0]
-    graphdef, params = nnx.split(model)
+    call = bind(_carried_nll, model)
     num_segments = -(-(n - 1) // segment)
     acc = _Accumulator(num_segments, progress)
     state = model.init_state(1)
     for s in range(num_segments):
         start, stop = s * segment, min((s + 1) * segment, n - 1)
         chunk = np.asarray(tokens[start:stop + 1], np.int32)[None]
-        nll, state = _carried_nll(graphdef, params, jnp.asarray(chunk[:, :-1]), jnp.asarray(chunk[:, 1:]),
-                                  state)
+        nll, state = call(jnp.asarray(chunk[:, :-1]), jnp.asarray(chunk[:, 1:]), state)
         acc.add(nll, None, 1)
     return acc.result()
 
@@ -245,12 +238,12 @@ def segments(model: LanguageModel, tokens, *, batch_size: int = 10, segment: int
     tokens = _check_split(model, tokens, minimum=2 * batch_size)
     n = tokens.shape[0] // batch_size
     columns = tokens[:n * batch_size].reshape(batch_size, n)
-    graphdef, params = nnx.split(model)
     num_batches = -(-(n - 1) // segment)
-    acc = _Accumulator(num_batches, progress)
+    acc, calls = _Accumulator(num_batches, progress), {}
     for i in range(0, n - 1, segment):
         length = min(segment, n - 1 - i)
         chunk = np.asarray(columns[:, i:i + length + 1], np.int32)
-        acc.add(_scored_nll(graphdef, params, jnp.asarray(chunk[:, :-1]), jnp.asarray(chunk[:, 1:]),
-                            length), None, 1)
+        if length not in calls:     # the full segments, and the last, shorter one
+            calls[length] = bind(_scored_nll, model, scored=length)
+        acc.add(calls[length](jnp.asarray(chunk[:, :-1]), jnp.asarray(chunk[:, 1:])), None, 1)
     return acc.result()

@@ -9,14 +9,13 @@ key=key, ...)[0][0]` token for token.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Generator
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
+from fastweights.lm._compiled import bind
 from fastweights.nn.common import check_tokens
 from fastweights.nn.models import LanguageModel, ModelState
 from fastweights.nn.sampling import check_sampling, sample, token_key
@@ -24,27 +23,29 @@ from fastweights.nn.sampling import check_sampling, sample, token_key
 __all__ = ["sample", "stream", "token_key"]
 
 
-@functools.partial(jax.jit, static_argnums=(0, 6, 7, 8))
-def _step(graphdef, params, tokens, state, key, n, temperature, top_k, top_p):
+def _step(model, tokens, state, key, n, *, temperature, top_k, top_p):
     """Feeds `tokens [1, T]` and draws token `n` from the last position's distribution:
     `(token [1] int32, log_probs [1, V], state)`."""
-    model = nnx.merge(graphdef, params)
-    model.eval()
     hidden, state = model(tokens, state)
     log_probs = model.log_probs(hidden[:, -1])
     token = sample(log_probs, token_key(key, n), temperature=temperature, top_k=top_k, top_p=top_p)
     return token, log_probs, state
 
 
-def _steps(graphdef, params, prompt: jax.Array, state: ModelState, key: jax.Array, num_tokens: int,
-           options: tuple) -> Generator[tuple[jax.Array, jax.Array], None, ModelState]:
-    """Yields `(token [1], log_probs [1, V])` device arrays, one step ahead: token n+1 is
-    dispatched before token n is handed out. Returns the state that has consumed the prompt
-    and all but the last token (as `generate`)."""
-    token, log_probs, state = _step(graphdef, params, prompt, state, key, jnp.int32(0), *options)
+def _bind_step(model: LanguageModel, options: tuple):
+    """`_step` compiled for `model`'s current parameters and the sampling `options`."""
+    temperature, top_k, top_p = options
+    return bind(_step, model, temperature=temperature, top_k=top_k, top_p=top_p)
+
+
+def _steps(step, prompt: jax.Array, state: ModelState, key: jax.Array,
+           num_tokens: int) -> Generator[tuple[jax.Array, jax.Array], None, ModelState]:
+    """Yields `(token [1], log_probs [1, V])` device arrays of the bound `step`, one step
+    ahead: token n+1 is dispatched before token n is handed out. Returns the state that has
+    consumed the prompt and all but the last token (as `generate`)."""
+    token, log_probs, state = step(prompt, state, key, jnp.int32(0))
     for n in range(1, num_tokens):
-        nxt, next_log_probs, next_state = _step(graphdef, params, token[:, None], state, key,
-                                                jnp.int32(n), *options)
+        nxt, next_log_probs, next_state = step(token[:, None], state, key, jnp.int32(n))
         yield token, log_probs
         token, log_probs, state = nxt, next_log_probs, next_state
     yield token, log_probs
@@ -88,11 +89,10 @@ def stream(model: LanguageModel, prompt_ids, num_tokens: int, *, seed: int = 0, 
         state = model.init_state(1)
     elif not isinstance(state, ModelState):
         raise TypeError(f"state must be a ModelState, got {type(state).__name__}")
-    graphdef, params = nnx.split(model)
     key = jax.random.key(int(seed))
     if num_tokens == 0:
         return _empty(state)
-    steps = _steps(graphdef, params, jnp.asarray(prompt[None], jnp.int32), state, key, int(num_tokens), options)
+    steps = _steps(_bind_step(model, options), jnp.asarray(prompt[None], jnp.int32), state, key, int(num_tokens))
     return _tokens(steps)
 
 

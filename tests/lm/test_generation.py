@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from fastweights.lm import generation, sample, stream
+from fastweights.lm import _compiled, generation, sample, stream
 from fastweights.nn import presets
 from fastweights.nn.config import LayerConfig, LMConfig
 from fastweights.testing import TOLERANCES, assert_close
@@ -149,10 +149,9 @@ def test_stream_equals_generate_and_one_pass(name):
     assert jax.tree.map(jnp.shape, final_state) == jax.tree.map(jnp.shape, model.init_state(1))
 
     # The distributions the steps sampled from are those of one pass over the sequence.
-    graphdef, params = nnx.split(model)
     options = generation.check_sampling(OPTIONS["temperature"], OPTIONS["top_k"], OPTIONS["top_p"])
-    steps = generation._steps(graphdef, params, jnp.asarray(prompt[None]), model.init_state(1),
-                              jax.random.key(3), num_tokens, options)
+    steps = generation._steps(generation._bind_step(model, options), jnp.asarray(prompt[None]),
+                              model.init_state(1), jax.random.key(3), num_tokens)
     step_log_probs = np.concatenate([np.asarray(lp) for _, lp in steps])            # [n, V]
     sequence = jnp.asarray(np.concatenate([prompt, streamed])[None, :-1])
     hidden, _ = _call(model, sequence)
@@ -162,7 +161,7 @@ def test_stream_equals_generate_and_one_pass(name):
 
 def test_stream_continues_from_a_state_and_compiles_twice():
     model = MODELS["delta_rnn"]
-    before = generation._step._cache_size()
+    before = _compiled.compilations()
     first = stream(model, [1, 2, 3], 3, seed=0, temperature=0.0)
     out = []
     while True:
@@ -171,7 +170,7 @@ def test_stream_continues_from_a_state_and_compiles_twice():
         except StopIteration as stop:
             state = stop.value
             break
-    assert generation._step._cache_size() - before <= 2          # the prompt, the token step
+    assert _compiled.compilations() - before <= 2          # the prompt, the token step
     # Continuing from the returned state with the last token as prompt = one longer stream.
     more = list(stream(model, [out[-1]], 3, temperature=0.0, state=state))
     assert out + more == list(stream(model, [1, 2, 3], 6, temperature=0.0))
@@ -187,9 +186,9 @@ def test_the_wt103_transformer_cache_is_bounded():
     keys = state.layers[0].keys
     assert keys.shape == (1, 255, config.num_heads, config.head_dim)
     graphdef, params = nnx.split(model)
-    after = jax.eval_shape(lambda p, s: generation._step.__wrapped__(
-        graphdef, p, jnp.zeros((1, 1), jnp.int32), s, jax.random.key(0), jnp.int32(7), 1.0, None, None)[2],
-        params, state)
+    after = jax.eval_shape(lambda p, s: generation._step(
+        nnx.merge(graphdef, p), jnp.zeros((1, 1), jnp.int32), s, jax.random.key(0), jnp.int32(7),
+        temperature=1.0, top_k=None, top_p=None)[2], params, state)
     assert jax.tree.map(lambda x: (x.shape, x.dtype), after) == jax.tree.map(lambda x: (x.shape, x.dtype), state)
 
 

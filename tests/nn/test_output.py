@@ -122,10 +122,11 @@ def test_no_tail_is_plain_tied_softmax():
                  "float32_same_algebra", name="no tail")
 
 
+@pytest.mark.parametrize("shape", [(3, 4), (2, 3)], ids=["N>D", "N<=D"])  # both nll paths
 @pytest.mark.parametrize("cutoffs,adaptive", [(CUTOFFS, True), ((), True), ((), False)])
-def test_nll_is_minus_gathered_log_probs(cutoffs, adaptive):
+def test_nll_is_minus_gathered_log_probs(cutoffs, adaptive, shape):
     out = _make(cutoffs, adaptive=adaptive).out
-    h, t = _hidden(), _targets()
+    h, t = _hidden(shape), _targets(shape)
     nll = _nll(out, h, t)
     assert nll.shape == t.shape and nll.dtype == jnp.float32
     gathered = np.take_along_axis(np.asarray(_log_probs(out, h)), np.asarray(t)[..., None],
@@ -162,7 +163,10 @@ def test_gradients_reach_tied_embedding():
             return nnx.grad(loss_nll)(m, h, t), nnx.grad(loss_gather)(m, h, t)
 
         g_nll, g_ref = grads(model, h, t)
+        # N = 4 <= D positions: the nll path through the full logits.
+        g_few, g_few_ref = grads(model, h[:1], t[:1])
     assert_close(g_nll, g_ref, "float64_exact", name="grad")
+    assert_close(g_few, g_few_ref, "float64_exact", name="grad, N <= D")
     rows = np.abs(np.asarray(g_nll["embed"]["embedding"][...])).sum(-1)
     assert rows[3] > 0 and rows[40] > 0 and rows[25] > 0          # head and tail targets
     assert np.abs(np.asarray(g_nll["out"]["cluster_weight"][...])).sum() > 0
