@@ -204,7 +204,8 @@ def full_context(model: LanguageModel, tokens, *, segment: int = 256, progress: 
     The split is one stream (batch 1) in consecutive `segment`-token segments with the
     model state carried from `init_state(1)` on; every target 1..N-1 is scored once. The
     last segment may be shorter (one more compilation). Positions, if the model has them,
-    follow its carried state (the full-context presets have none).
+    restart in every segment as in the official code's calls (`segment_state`: L-1, ..., 0);
+    the full-context presets have none.
     """
     _check_model(model)
     segment = _check_positive("segment", segment)
@@ -217,6 +218,7 @@ def full_context(model: LanguageModel, tokens, *, segment: int = 256, progress: 
     for s in range(num_segments):
         start, stop = s * segment, min((s + 1) * segment, n - 1)
         chunk = np.asarray(tokens[start:stop + 1], np.int32)[None]
+        state = state._replace(position=model.segment_state(1, stop - start).position)
         nll, state = call(jnp.asarray(chunk[:, :-1]), jnp.asarray(chunk[:, 1:]), state)
         acc.add(nll, None, 1)
     return acc.result()

@@ -249,3 +249,18 @@ def test_bad_arguments_are_refused():
         segments(model, tokens, segment=-1, progress=False)
     with pytest.raises(TypeError, match="LanguageModel"):
         segments("model", tokens, progress=False)
+
+
+def test_full_context_restarts_positions_per_segment():
+    """With positional encodings, each carried segment gets the official call's positions
+    L-1..0 (the state's other parts carried), as a direct loop computes them."""
+    model, tokens = MODELS["delta_net"], _tokens(2 * WINDOW + 3)
+    got = full_context(model, tokens, segment=WINDOW, progress=False)
+    state, total = model.init_state(1), 0.0
+    for start in range(0, len(tokens) - 1, WINDOW):
+        seg = tokens[start:min(start + WINDOW, len(tokens) - 1) + 1]
+        state = state._replace(position=jnp.int32(WINDOW - (len(seg) - 1)))
+        hidden, state = model(jnp.asarray(seg[None, :-1]), state)
+        total += float(np.sum(np.asarray(model.nll(hidden, jnp.asarray(seg[None, 1:])), np.float64)))
+    assert got["tokens"] == len(tokens) - 1
+    assert_close(got["nll"], total, "float32_other_form")
