@@ -34,8 +34,10 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def write_words(words, out=sys.stdout) -> None:
-    """Prints words as they come: `<eos>` as a line break, flushed after each word."""
+def write_words(words, out=None) -> None:
+    """Prints words as they come (to `out`, default stdout): `<eos>` as a line break,
+    flushed after each word."""
+    out = sys.stdout if out is None else out
     at_line_start = True
     for word in words:
         if word == EOS:

@@ -56,7 +56,7 @@ def test_readme_variant_table_matches_the_registry():
 
 def test_readme_example_runs():
     blocks = re.findall(r"```python\n(.*?)```", README, re.S)
-    assert len(blocks) == 3  # the cores, the layers and models, training
+    assert len(blocks) == 5  # the cores, the layers and models, training, LM corpus, LM evaluation
     cores, layers = {}, {}
     exec(compile(blocks[0], "README.md", "exec"), cores)  # noqa: S102
     assert cores["out"].shape == (2, 16, 4, 8)
@@ -64,3 +64,8 @@ def test_readme_example_runs():
     exec(compile(blocks[1], "README.md", "exec"), layers)  # noqa: S102
     assert layers["hidden"].shape == (2, 16, 128) and layers["sample"].shape == (2, 8)
     assert jax.numpy.isfinite(layers["loss"])
+    language = {}
+    exec(compile(blocks[3] + blocks[4], "README.md", "exec"), language)  # noqa: S102
+    assert language["corpus"].vocab[0] == "<eos>" and language["result"]["tokens"] == \
+        len(language["corpus"].splits["valid"]) - 1
+    assert len(language["words"]) == 5

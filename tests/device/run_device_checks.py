@@ -10,7 +10,11 @@ compares values and gradients (random cotangents on outputs and final state; all
 the initial state) with `recurrent` in float32. Section 2 times forward+backward: the chunked
 delta rule at B8 T4096 H8 d64 bf16 against FLA's Triton `chunk_delta_rule` and
 `fused_recurrent_delta_rule`; the fused recurrent kernels at the WT103 small layer shape
-(B96 H8 d16 T256) against a per-token `lax.scan` differentiated by autodiff.
+(B96 H8 d16 T256) against a per-token `lax.scan` differentiated by autodiff. Section 3 is
+language modelling: training tokens/s of `wt103_small_{delta_net,delta_rnn,delta_lstm,rdn}`
+at the paper's batch (96 x 256) with the fastest forms against `implementation="recurrent"`
+(`benchmarks/bench_lm_train.py`), and the sliding-window evaluator batched against batch 1
+(`fastweights.lm.sliding_window`, the WT103 small Delta Net, windows of 256).
 """
 
 from __future__ import annotations
@@ -140,6 +144,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=os.environ.get("OUT", "device_out"))
     parser.add_argument("--skip-checks", action="store_true")
+    parser.add_argument("--skip-timings", action="store_true", help="skip section 2")
     parser.add_argument("--quick", action="store_true", help="tiny shapes: a dry run of the script on CPU")
     a = parser.parse_args()
     out = Path(a.out)
@@ -166,6 +171,13 @@ def main():
                 print(json.dumps(row), flush=True)
                 save()
 
+    if not a.skip_timings:
+        kernel_timings(a, results, save)
+    language_model_timings(a, results, save)
+    summary(results)
+
+
+def kernel_timings(a, results, save):
     print("\n== 2. timings (forward+backward, median of 10)", flush=True)
     big = dict(batch=8, time=4096, heads=8, key_dim=64, value_dim=64)
     small = dict(batch=96, time=256, heads=8, key_dim=16, value_dim=16)
@@ -208,6 +220,57 @@ def main():
             results["timings"].append(row)
             print(json.dumps(row), flush=True)
             save()
+
+
+def language_model_timings(a, results, save):
+    """Section 3: WT103 small presets, training tokens/s and sliding-window evaluation."""
+    from benchmarks.bench_lm_train import _step
+    from fastweights import lm, presets
+    from fastweights.nn import presets as model_presets
+    print("\n== 3. language modelling", flush=True)
+    batch = 2 if a.quick else 96
+    for model in ("delta_net", "delta_rnn", "delta_lstm", "rdn"):
+        exp = presets.get("lm", f"wt103_small_{model}", [f"data.batch_size={batch}"])
+        for impl in (None, "recurrent"):
+            try:
+                run, tokens = _step(presets.get_task("lm"), exp, impl, batch)
+                run(), run()                                      # compile, warm
+                times = []
+                for _ in range(3 if a.quick else 10):
+                    start = time.perf_counter()
+                    run()
+                    times.append(time.perf_counter() - start)
+                step_s = sorted(times)[len(times) // 2]
+                row = dict(case=f"train wt103_small_{model} B{batch} T256", impl=impl or "fastest",
+                           fwd_bwd_ms=step_s * 1e3, tokens_per_s=tokens / step_s)
+            except Exception as error:  # noqa: BLE001
+                row = dict(case=f"train wt103_small_{model}", impl=impl or "fastest",
+                           error=f"{type(error).__name__}: {str(error)[:300]}")
+            results["timings"].append(row)
+            print(json.dumps(row), flush=True)
+            save()
+    config = model_presets.get("wt103_small_delta_net", dropout=0.0)
+    if a.quick:
+        config = model_presets.get("wt103_small_delta_net", dropout=0.0, num_layers=2, vocab_size=1000,
+                                   cutoffs=(200,))
+    model = model_presets.build(config)
+    model.eval()
+    tokens = np.random.default_rng(0).integers(0, config.vocab_size, 256 + (64 if a.quick else 1024)).astype(np.int32)
+    for batch_size in (1, 64, 256):
+        try:
+            lm.sliding_window(model, tokens[:256 + 65], batch_size=batch_size, progress=False)      # compile
+            result = lm.sliding_window(model, tokens, batch_size=batch_size, progress=False)
+            row = dict(case="sliding window wt103_small_delta_net", impl=f"batch {batch_size}",
+                       tokens_per_s=result["tokens_per_s"])
+        except Exception as error:  # noqa: BLE001
+            row = dict(case="sliding window", impl=f"batch {batch_size}",
+                       error=f"{type(error).__name__}: {str(error)[:300]}")
+        results["timings"].append(row)
+        print(json.dumps(row), flush=True)
+        save()
+
+
+def summary(results):
     print("\nsummary:")
     for row in results["checks"]:
         print(f"  {'ok ' if row['ok'] else 'BAD'} {row['variant']:<20} {row['impl']:<22} {row['dtype']:<9}"
@@ -216,7 +279,7 @@ def main():
     for row in results["timings"]:
         print(f"  {row.get('case', ''):<42} {row.get('impl', ''):<32} "
               f"{row.get('fwd_bwd_ms', float('nan')):9.2f} ms fwd+bwd {row.get('fwd_ms', float('nan')):9.2f} ms fwd"
-              f" {row.get('error', '')[:80]}")
+              f" {row.get('tokens_per_s', float('nan')):10.0f} tok/s {row.get('error', '')[:80]}")
 
 
 if __name__ == "__main__":
