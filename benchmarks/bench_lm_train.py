@@ -109,6 +109,7 @@ def main(argv=None):
             row["speedup"] = round(row["recurrent_s"] / row["fastest_s"], 2)
         row["paper_words_s_gpu"] = PAPER_WORDS_PER_S.get(name, "?")
         rows.append(row)
+        print(row, flush=True)              # each row as it comes: a full run takes ~30 min
         del runs
     columns = ["model", "fastest_s", "fastest_tok_s", "recurrent_s", "recurrent_tok_s", "speedup", "paper_words_s_gpu"]
     print()
