@@ -128,19 +128,22 @@ def _call(model, tokens):
 OPTIONS = dict(temperature=0.8, top_k=20, top_p=0.9)
 
 
+def _drain(generator):
+    """`(items, return value)` of a generator."""
+    items = []
+    while True:
+        try:
+            items.append(next(generator))
+        except StopIteration as stop:
+            return items, stop.value
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_stream_equals_generate_and_one_pass(name):
     model = MODELS[name]
     prompt = np.random.default_rng(2).integers(0, V, 5)
     num_tokens = 12
-    tokens = stream(model, prompt, num_tokens, seed=3, **OPTIONS)
-    streamed = []
-    while True:
-        try:
-            streamed.append(next(tokens))
-        except StopIteration as stop:
-            final_state = stop.value
-            break
+    streamed, final_state = _drain(stream(model, prompt, num_tokens, seed=3, **OPTIONS))
     assert all(isinstance(t, int) for t in streamed)
     generated, state = model.generate(jnp.asarray(prompt[None]), num_tokens, key=jax.random.key(3), **OPTIONS)
     assert streamed == np.asarray(generated)[0].tolist()
@@ -162,14 +165,7 @@ def test_stream_equals_generate_and_one_pass(name):
 def test_stream_continues_from_a_state_and_compiles_twice():
     model = MODELS["delta_rnn"]
     before = _compiled.compilations()
-    first = stream(model, [1, 2, 3], 3, seed=0, temperature=0.0)
-    out = []
-    while True:
-        try:
-            out.append(next(first))
-        except StopIteration as stop:
-            state = stop.value
-            break
+    out, state = _drain(stream(model, [1, 2, 3], 3, seed=0, temperature=0.0))
     assert _compiled.compilations() - before <= 2          # the prompt, the token step
     # Continuing from the returned state with the last token as prompt = one longer stream.
     more = list(stream(model, [out[-1]], 3, temperature=0.0, state=state))
