@@ -69,6 +69,74 @@ def test_learning_rate_schedules():
     assert float(training.learning_rate_schedule(training.OptimizerConfig(), 10)(7)) == 1e-3
 
 
+def test_linear_schedule_is_polybeasts_lambda():
+    unroll_steps, total_frames = 6, 60          # T * B agent steps per update, total_steps
+    config = training.OptimizerConfig(learning_rate=2.0, schedule="linear",
+                                      decay_steps=total_frames // unroll_steps)
+    schedule = training.learning_rate_schedule(config, 1000)
+    # polybeast: LambdaLR(1 - min(k T B, total) / total), stepped after update k.
+    expected = [2.0 * (1 - min(k * unroll_steps, total_frames) / total_frames) for k in range(13)]
+    np.testing.assert_allclose([float(schedule(k)) for k in range(13)], expected, rtol=1e-6, atol=1e-7)
+    by_run = training.learning_rate_schedule(dataclasses.replace(config, decay_steps=None), 4)
+    np.testing.assert_allclose([float(by_run(k)) for k in range(6)], [2.0, 1.5, 1.0, 0.5, 0.0, 0.0], atol=1e-7)
+
+
+def _torch_rmsprop(params, grads_by_step, lr_by_step, alpha, eps, momentum, clip):
+    """PyTorch's clip_grad_norm_ + RMSprop (torch/optim/rmsprop.py) in float64 NumPy."""
+    params = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    square = {k: np.zeros_like(v) for k, v in params.items()}
+    buffer = {k: np.zeros_like(v) for k, v in params.items()}
+    for grads, lr in zip(grads_by_step, lr_by_step):
+        grads = {k: np.asarray(g, np.float64) for k, g in grads.items()}
+        norm = np.sqrt(sum(np.sum(g ** 2) for g in grads.values()))
+        scale = min(1.0, clip / (norm + 1e-6)) if clip else 1.0
+        for k, g in grads.items():
+            g = g * scale
+            square[k] = alpha * square[k] + (1 - alpha) * g ** 2
+            step = g / (np.sqrt(square[k]) + eps)
+            if momentum:
+                buffer[k] = momentum * buffer[k] + step
+                step = buffer[k]
+            params[k] = params[k] - lr * step
+    return params
+
+
+@pytest.mark.parametrize("momentum, clip", [(0.0, None), (0.0, 1.0), (0.9, None)])
+def test_rmsprop_is_pytorchs(momentum, clip):
+    rng = np.random.default_rng(0)
+    params = {"w": rng.normal(size=(3, 2)).astype(np.float32), "b": rng.normal(size=(2,)).astype(np.float32)}
+    grads_by_step = [{k: rng.normal(size=v.shape).astype(np.float32) for k, v in params.items()}
+                     for _ in range(3)]
+    config = training.OptimizerConfig(optimizer="rmsprop", learning_rate=0.1, schedule="linear",
+                                      decay_steps=4, decay=0.99, eps=0.01, momentum=momentum, clip_norm=clip)
+    optimizer = training.make_optimizer(config, total_steps=100)
+    state, current = optimizer.init(params), params
+
+    @jax.jit
+    def update(current, grads, state):
+        updates, state = optimizer.update(grads, state, current)
+        return optax.apply_updates(current, updates), state
+
+    for grads in grads_by_step:
+        current, state = update(current, grads, state)
+    expected = _torch_rmsprop(params, grads_by_step, [0.1, 0.075, 0.05], 0.99, 0.01, momentum, clip)
+    if clip:   # the clip is active on every step
+        assert all(np.sqrt(sum(np.sum(g ** 2) for g in g_.values())) > clip for g_ in grads_by_step)
+    assert_close(current, expected, "float32_vs_float64", name="params")
+
+
+def test_optimizer_config_is_validated():
+    train = training.TrainConfig()
+    for bad, message in [(dict(optimizer="sgd"), "choose one of adam, rmsprop"),
+                         (dict(schedule="step"), "choose one of constant, warmup_cosine, linear"),
+                         (dict(optimizer="rmsprop", decay=1.0), "decay must be in")]:
+        with pytest.raises(ValueError, match=message):
+            training.validate(training.OptimizerConfig(**bad), train)
+    training.validate(training.OptimizerConfig(optimizer="rmsprop", schedule="linear", eps=0.01), train)
+    with pytest.raises(ValueError, match="unknown optimizer 'sgd'"):
+        training.make_optimizer(training.OptimizerConfig(optimizer="sgd"), 10)
+
+
 def test_sharded_step_equals_one_device():
     assert len(jax.devices()) == 8
     exp = micro("model.num_heads=4", "model.head_dim=4", "data.batch_size=8")

@@ -41,6 +41,7 @@ set-up), `run_dir` (what a run directory records) and `loop` (`train`, `evaluate
 from fastweights.training.config import (
     COMPUTE_DTYPES,
     NAN_POLICIES,
+    OPTIMIZERS,
     SCHEDULES,
     OptimizerConfig,
     TrainConfig,
@@ -82,7 +83,7 @@ from fastweights.training.task import (
 
 __all__ = [
     "COMPUTE_DTYPES", "DISTRIBUTED_ENV", "EPOCH_START", "JAX_ENV", "MESH_AXES", "NAN_POLICIES",
-    "SCHEDULES", "SHARDING_RULES", "CarriedStateTask", "DataIterator", "EvaluatingTask",
+    "OPTIMIZERS", "SCHEDULES", "SHARDING_RULES", "CarriedStateTask", "DataIterator", "EvaluatingTask",
     "Evaluator", "LossFn", "NonFiniteLossError", "OptimizerConfig", "RunDirectoryError", "Task",
     "TrainConfig", "TrainState", "batch_sharding", "carry_shardings", "config_to_dict", "evaluate",
     "global_batch", "init_train_state", "initialize_distributed", "is_better",
