@@ -72,7 +72,11 @@ def carry_shardings(carry, mesh: jax.sharding.Mesh):
     return jax.tree.map(lambda x: NamedSharding(mesh, P() if x.ndim == 0 else P("data")), carry)
 
 
-def global_batch(local: Mapping[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[str, Array]:
-    """Assembles each process's rows into global arrays sharded over `data`."""
+def global_batch(local, mesh: jax.sharding.Mesh):
+    """Assembles each process's rows into global arrays sharded over `data`: every leaf of
+    `local` (a dict of arrays, or any pytree of them, e.g. with a nested core state) has its
+    batch axis first; a mapping comes back as a dict."""
     sharding = batch_sharding(mesh)
-    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local.items()}
+    if isinstance(local, Mapping) and not isinstance(local, dict):
+        local = dict(local)
+    return jax.tree.map(lambda v: jax.make_array_from_process_local_data(sharding, np.asarray(v)), local)

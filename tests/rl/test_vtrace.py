@@ -8,6 +8,7 @@ import pytest
 
 from fastweights.rl import vtrace as vt
 from fastweights.testing import assert_close
+from rl_reference import log_softmax, numpy_vtrace
 
 B, T, A = 3, 7, 4
 
@@ -20,24 +21,6 @@ def _inputs(seed=0):
     values = rng.normal(0.0, 1.0, (B, T)).astype(np.float32)
     bootstrap = rng.normal(0.0, 1.0, (B,)).astype(np.float32)
     return log_rhos, discounts, rewards, values, bootstrap
-
-
-def numpy_vtrace(log_rhos, discounts, rewards, values, bootstrap, clip_rho=1.0, clip_c=1.0, clip_pg_rho=1.0):
-    """The paper's definitions, one trajectory at a time, backwards over time, in float64."""
-    log_rhos, discounts, rewards, values, bootstrap = (np.asarray(x, np.float64) for x in
-                                                       (log_rhos, discounts, rewards, values, bootstrap))
-    clip = lambda x, c: x if c is None else np.minimum(c, x)  # noqa: E731
-    vs, adv = np.zeros_like(values), np.zeros_like(values)
-    for b in range(values.shape[0]):
-        rho = np.exp(log_rhos[b])
-        v_next_traced = bootstrap[b]             # vs_{t+1}
-        v_next = bootstrap[b]                    # V_{t+1}
-        for t in reversed(range(values.shape[1])):
-            delta = clip(rho[t], clip_rho) * (rewards[b, t] + discounts[b, t] * v_next - values[b, t])
-            vs[b, t] = values[b, t] + delta + discounts[b, t] * clip(rho[t], clip_c) * (v_next_traced - v_next)
-            adv[b, t] = clip(rho[t], clip_pg_rho) * (rewards[b, t] + discounts[b, t] * v_next_traced - values[b, t])
-            v_next_traced, v_next = vs[b, t], values[b, t]
-    return vs, adv
 
 
 @pytest.mark.parametrize("clips", [{}, dict(clip_rho=2.0, clip_c=0.5, clip_pg_rho=None)])
@@ -82,10 +65,6 @@ def test_from_logits_and_no_gradient_through_targets():
     target = rng.normal(size=(B, T, A)).astype(np.float32)
     actions = rng.integers(0, A, (B, T)).astype(np.int32)
     _, discounts, rewards, values, bootstrap = _inputs(3)
-
-    def log_softmax(x):
-        x = np.asarray(x, np.float64)
-        return x - x.max(-1, keepdims=True) - np.log(np.exp(x - x.max(-1, keepdims=True)).sum(-1, keepdims=True))
 
     pick = lambda lp: np.take_along_axis(lp, actions[..., None], -1)[..., 0]  # noqa: E731
     expected_log_rhos = pick(log_softmax(target)) - pick(log_softmax(behaviour))
