@@ -31,9 +31,11 @@ Atari, ale backend (the paper's stack: gym `*NoFrameskip-v4` + baselines' `make_
   `EpisodicLifeEnv`: a life loss is no event at all (no done, no FIRE; in Breakout the
   agent must press FIRE itself), and `done == episode_end`.
 * Known differences from the official stack: (1) the max-pool is over two grayscale frames
-  (ale-py, envpool), not over RGB frames converted afterwards (a pixel whose colour changes
-  between the two frames can differ; ALE's grayscale palette equals OpenCV's RGB2GRAY on
-  its RGB palette); (2) the no-op count is uniform on {0..noop_max} (ale-py), not on
+  (ale-py, envpool), not over RGB frames converted afterwards: where a pixel changes colour
+  between the two frames they can differ (random play: none in Breakout and Space Invaders,
+  0.2-0.5% of the 84x84 pixels in Pong, Ms. Pac-Man and Seaquest, by up to 16 grey levels;
+  ALE's grayscale screen itself equals OpenCV's RGB2GRAY of its RGB screen, and the resize
+  is OpenCV's INTER_AREA as in WarpFrame); (2) the no-op count is uniform on {0..noop_max} (ale-py), not on
   {1..noop_max}; (3) the time limit counts frames from the end of the no-ops, not from the
   emulator reset; (4) if the game ends inside the reset steps (it needs a game over within
   a dozen frames of a life loss), ale-py has already started the next game: the step the
@@ -46,12 +48,12 @@ Atari, ale backend (the paper's stack: gym `*NoFrameskip-v4` + baselines' `make_
 
 Atari, envpool backend (optional, `pip install envpool`): envpool's own implementation of
 the same pipeline, made same-step here; it differs from the stack above after a life loss
-(envpool resets the life with random raw no-ops and one raw FIRE frame and does not refill
-the frame stack), see `_EnvpoolAtari`.
+(envpool resets the life with random raw no-ops and one raw FIRE frame instead of the NOOP,
+FIRE and action-2 steps, and does not refill the frame stack), see `_EnvpoolAtari`.
 
 MinAtar (pgx): `pgx.make("minatar-<game>")` (sticky actions as above), all B games stepped
 by one jitted `vmap` on the CPU; obs `[10, 10, C]` bool -> `[C, 10, 10]` uint8. MinAtar has
-no lives (`done == episode_end`) and pgx never truncates (Freeway ends itself after 2500
+no lives (`done == episode_end`) and pgx never truncates (Freeway ends itself after ~2500
 steps; the others can run forever), so `max_episode_frames` (1 frame per step) is applied
 here as a time limit. Random keys, so that a single-environment loop can reproduce a run:
 `key = PRNGKey(seed)`; `reset` splits `key, k = split(key)` and inits env i with
@@ -64,6 +66,7 @@ from __future__ import annotations
 import colorsys
 import dataclasses
 import functools
+import importlib.util
 import re
 from typing import NamedTuple, Protocol, runtime_checkable
 
@@ -472,8 +475,10 @@ class _EnvpoolAtari(_Closing):
     step's action; here that reset step is taken at once for the finished environments
     (async mode with batch size 1 lets a subset be stepped), so `obs` after a done is the
     new life's or game's first frame. envpool's reset after a life loss is U{0..noop_max-1}
-    raw NOOP frames then one raw FIRE frame, pushed onto the old frame stack; after a game
-    over it is `reset_game`, the same no-ops and FIRE frame, the stack filled with the frame.
+    raw NOOP frames then one raw FIRE frame (U{1..noop_max} no-ops in a game without FIRE),
+    pushed onto the old frame stack; after a game over or the time limit it is `reset_game`,
+    the same no-ops and FIRE frame, the stack filled with that frame. Its time limit counts
+    agent steps: `max_episode_frames // frame_skip`; `noop_max=0` acts as 1.
     """
 
     def __init__(self, config: EnvConfig, seed: int):
@@ -486,7 +491,10 @@ class _EnvpoolAtari(_Closing):
                               "(or use backend='ale')") from error
         self.config = config
         self.num_envs = b = config.num_envs
-        task = _ale_rom_id(config.game).title().replace("_", "") + "-v5"
+        game = config.game  # envpool's ids are gymnasium-style: "SpaceInvaders-v5"
+        task = (game if game[:1].isupper() else game.title().replace("_", "")) + "-v5"
+        if task not in envpool.list_all_envs():
+            raise ValueError(f"unknown Atari game {game!r} for envpool (no {task})")
         self._pool = envpool.make(
             task, env_type="gymnasium", num_envs=b, batch_size=1, seed=seed,
             num_threads=config.num_threads, episodic_life=config.episodic_life, reward_clip=False,
@@ -587,11 +595,9 @@ class _MinAtar(_Closing):
     """MinAtar through pgx, all environments in one jitted vmap on the CPU (module docstring)."""
 
     def __init__(self, config: EnvConfig, seed: int):
-        try:
-            import jax
-            import pgx  # noqa: F401
-        except ImportError as error:
-            raise ImportError("the minatar suite needs pgx: pip install pgx pgx-minatar") from error
+        if importlib.util.find_spec("pgx") is None:
+            raise ImportError("the minatar suite needs pgx: pip install pgx pgx-minatar")
+        import jax
         self.config = config
         self.num_envs = b = config.num_envs
         self._reset_fn, self._step_fn, env = _minatar_functions(
