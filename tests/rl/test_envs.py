@@ -137,7 +137,8 @@ def _assert_frames_close(actual, expected, label):
 
 def _run_against_official(config: EnvConfig, actions: np.ndarray, seed: int = 3):
     """Steps the adapter and one OfficialAtari per environment with `actions` [T, B] and
-    asserts every step equal (frames to the resize tolerance); returns the adapter's steps."""
+    asserts every step equal (frames to the resize tolerance); returns (the adapter's
+    steps, the references)."""
     rom = envs._ale_rom_id(config.game)
     references = [OfficialAtari(rom, s, episodic_life=config.episodic_life, max_frames=config.max_episode_frames,
                                 frame_skip=config.frame_skip, stack=config.frame_stack)
@@ -204,6 +205,7 @@ def test_atari_life_loss_fire_and_game_over_match_official_stack():
         assert game_ends.size >= 1
         # every life of the first game ends with a done; the last of them is the game over
         assert done[: game_ends[0] + 1, i].sum() == lives_per_game
+        assert done[game_ends[0] + 1:, i].any()  # the next game's reset FIRE launched the ball
         assert np.all(episode_end[:, i] <= done[:, i])
         for t in np.flatnonzero(done[:, i]):
             assert (steps[t].obs[i] == steps[t].obs[i, -1:]).all()  # a fresh stack
