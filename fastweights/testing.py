@@ -43,6 +43,9 @@ TOLERANCES: Mapping[str, Mapping[str, float]] = {
     "monte_carlo": dict(sigmas=4.0),
     # Long sequences with the paper's feature maps: the fast weights stay bounded by the values.
     "long_sequence_bound": dict(max_abs=1e3),
+    # Atari frames: ale-py's OpenCV INTER_AREA resize (float32 sums) against a float64 NumPy one:
+    # a value within rounding of a half grey level may round the other way (measured: 0.04%).
+    "area_resize_uint8": dict(max_abs=1.0, max_fraction=0.01),
 }
 
 
