@@ -1,8 +1,9 @@
 """The IMPALA agent (fastweights.rl.agent): `unroll` equals `step` after `step` for every core,
-resets against a fresh state, reward clipping, PyTorch's max pool, the deep torso's shapes
-and parameter counts written out from PAPER_SPEC 3.4's layer list, and the gradients of
-`full_backprop` and of the paper's 1-step truncation against a backward pass through a
-Python loop of steps."""
+resets against a fresh state, the gradients of `full_backprop` and of the paper's 1-step
+truncation against backpropagation through a Python loop of steps, the chunked forms with
+resets against a float64 NumPy loop, reward clipping, PyTorch's max pool, and the paper
+agent's shapes, parameter counts (written out from PAPER_SPEC 3.4's layer list) and RL
+conventions."""
 
 import dataclasses
 import functools
@@ -17,6 +18,10 @@ from flax import nnx
 from fastweights.nn.config import LayerConfig, RLCoreConfig
 from fastweights.rl.agent import (CORES, Agent, AgentConfig, AgentOutput, core_config_for, max_pool_3x3_s2,
                                   pooled_size)
+from fastweights.ops.gated_delta_net import gated_delta_net
+from fastweights.ops.gated_delta_net.reference import State as gated_State
+from fastweights.ops.linear_transformer.reference import State as linear_transformer_State
+from fastweights.rl.agent import _reset_log_decay, _sum_rule_with_decay
 from fastweights.testing import assert_close
 
 B, T, A = 3, 7, 3
@@ -280,6 +285,49 @@ def test_deep_agent_shapes_parameter_counts_and_rl_conventions():
             layer = block.mixer.config
             assert (layer.feature_map, layer.sum_norm, layer.output_scale) == (feature_map, sum_norm, False), core
             assert layer.sum_norm_eps == 1e-5
+
+
+def _rule_with_resets(q, k, v, beta, done, W, z, *, normalize=False, eps=1e-5):
+    """float64 NumPy loop of the sum rule (`beta` None) or the delta rule with the state
+    zeroed before every step where `done` (PAPER_SPEC 1, 2.2, 2.4, 9.19)."""
+    q, k, v, W, z = (np.asarray(x, np.float64) for x in (q, k, v, W, z))
+    out = np.zeros(v.shape)
+    for t in range(q.shape[1]):
+        keep = 1.0 - done[:, t].astype(np.float64)[:, None, None]
+        W, z = W * keep[..., None], z * keep
+        written = v[:, t] if beta is None else beta[:, t, :, None] * (v[:, t] - np.einsum("bhkv,bhk->bhv", W, k[:, t]))
+        W = W + k[:, t, :, :, None] * written[:, :, None, :]
+        z = z + k[:, t]
+        out[:, t] = np.einsum("bhkv,bhk->bhv", W, q[:, t])
+        if normalize:
+            out[:, t] /= np.einsum("bhk,bhk->bh", z, q[:, t])[..., None] + eps
+    return out, W, z
+
+
+def test_chunked_resets_match_a_numpy_loop():
+    """The full_backprop sequence forms with resets, against a float64 loop: the decayed sum
+    rule (the linear Transformer, with and without its normaliser) and the delta rule through
+    the gated rule's chunked form with the reset as its decay. Resets at the first row (from a
+    non-zero state), inside a chunk, at a chunk's start, twice in a row."""
+    Bq, Tq, H, K, V, chunk = 2, 9, 2, 4, 3, 4
+    rng = np.random.default_rng(5)
+    positive = lambda *shape: (lambda x: x / x.sum(-1, keepdims=True))(rng.random(shape) + 0.1)  # noqa: E731
+    q, k = positive(Bq, Tq, H, K), positive(Bq, Tq, H, K)
+    v, beta = rng.standard_normal((Bq, Tq, H, V)), rng.random((Bq, Tq, H))
+    W0, z0 = rng.standard_normal((Bq, H, K, V)), rng.random((Bq, H, K))
+    done = np.zeros((Bq, Tq), bool)
+    done[0, [0, 2, 4, 5]] = True
+    f32 = lambda *xs: tuple(jnp.asarray(x, jnp.float32) for x in xs)  # noqa: E731
+    g = _reset_log_decay(jnp.asarray(done, jnp.float32), H)
+    for normalize in (False, True):
+        out, state = jax.jit(functools.partial(_sum_rule_with_decay, chunk_size=chunk, normalize=normalize))(
+            *f32(q, k, v), g, linear_transformer_State(*f32(W0, z0)))
+        expected, W, z = _rule_with_resets(q, k, v, None, done, W0, z0, normalize=normalize)
+        assert_close((out, state.W, state.z), (expected, W, z), "float32_vs_float64", name=f"sum rule {normalize=}")
+    out, state = jax.jit(functools.partial(gated_delta_net, implementation="chunked", chunk_size=chunk))(
+        *f32(q, k, v, beta), g, initial_state=gated_State(*f32(W0)))
+    expected, W, _ = _rule_with_resets(q, k, v, beta, done, W0, z0)
+    assert_close((out, state.W), (expected, W), "float32_vs_float64", name="delta rule")
 
 
 def test_bad_config_and_input_are_refused():
