@@ -26,14 +26,27 @@ and Tian 2019): one `Conv3x3(16, stride 1, no padding)`, ReLU, flatten, `Linear(
 ReLU. Every convolution and linear layer has PyTorch's default initialisation
 (U(+-1/sqrt(fan_in)) for weights and biases), as the official code.
 
+Cores: "linear_transformer", "delta_net", "delta_rnn" and "rdn" are the paper's RL layers under
+the RL convention (`LayerConfig(name, convention="rl")`, PAPER_SPEC 2, 9.3): ELU+1 queries
+and keys sum-normalised with eps 1e-5 (softmax for the Delta RNN, raw for the RDN, whose
+softmaxes are inside its recurrence), no 1/sqrt(d) scale. "gated_delta_net" (beyond the
+paper) takes the same RL defaults as the Delta Net (ELU+1, sum norm with eps 1e-5, no scale)
+plus its per-head decay `g = -exp(A_log) softplus(a + dt_bias)` with flash-linear-attention's
+initialisation (`fastweights/ops/gated_delta_net/README.md`).
+
 Gradients through the carried state (`full_backprop`): the official fast-weight kernels
 return no gradient for their initial state and the agent calls them one step at a time, so
 the paper's fast-weight agents learn with 1-step truncation (PAPER_SPEC 9.9), while the LSTM
 baseline gets backpropagation through the whole unroll; `full_backprop=False` keeps both.
-`full_backprop=True` backpropagates through the unroll for every core: the Delta Net, the
-Gated Delta Net and the linear Transformer run each layer over the whole unroll in the
-chunkwise-parallel form, the resets entering as a zero decay (see `_reset_log_decay`); the
-Delta RNN and the RDN (inherently sequential) use the stepped scan without stop_gradient.
+`full_backprop=True` backpropagates through the unroll for every core. The Delta Net, the
+Gated Delta Net and the linear Transformer run each layer over the whole unroll at once in
+a chunkwise-parallel form that takes the per-step resets as decays: a reset before step t is
+the gated delta rule's decay `exp(g_t) = 0`, so the Delta Net becomes the gated rule with
+`g = log(1 - done)` (`gated_delta_net`'s chunked form), the Gated Delta Net adds it to its
+own decay, and the linear Transformer is the same algebra without the delta correction
+(`_sum_rule_with_decay`). The Pallas kernels take no decay, so this route never uses them;
+`implementation="recurrent"` in the layer config forces the stepped scan instead. The Delta
+RNN and the RDN (inherently sequential) use the stepped scan without stop_gradient.
 """
 
 from __future__ import annotations
@@ -89,7 +102,8 @@ class AgentConfig:
       lstm_hidden: the LSTM baseline's width.
       full_backprop: False (the paper): the fast-weight cores get no gradient through the
         state carried from one step to the next (the LSTM baseline does get BPTT through the
-        unroll, PAPER_SPEC 9.9). True: gradients through the whole unroll for every core.
+        unroll, PAPER_SPEC 9.9). True: gradients through the whole unroll for every core
+        (the chunked forms with resets where the variant allows, module docstring).
       obs_scale: observations are multiplied by this as float32 (1/255 for Atari frames;
         MinAtar's 0/1 channels want 1.0).
     """
