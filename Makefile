@@ -9,7 +9,7 @@ PYTHON_FOR_VENV := $(shell \
   else echo python3; fi)
 PYTEST_ARGS ?= -n 2
 
-.PHONY: run lm demo test bench venv clean
+.PHONY: run lm rl demo test bench venv clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON_FOR_VENV) -m venv $(VENV)
@@ -38,6 +38,14 @@ LM_DIR ?= runs/make_lm
 VARIANT ?=
 lm: $(VENV)/.installed
 	$(PY) -m experiments.lm --out $(LM_DIR) $(if $(VARIANT),--variant $(VARIANT))
+
+# An IMPALA agent on MinAtar Breakout (pgx), the Sebulba actor-learner loop: the Delta Net
+# core against the LSTM baseline, ~2.5 minutes each on 2 cores; a table of returns, the
+# return curves, and a frame strip and GIF of the greedy Delta Net agent in runs/make_rl.
+RL_DIR ?= runs/make_rl
+CORES ?= delta_net,lstm
+rl: $(VENV)/.installed
+	$(PY) -m experiments.rl --out $(RL_DIR) --cores $(CORES)
 
 # Every variant's core: one pass against token-by-token streaming, timed.
 demo: $(VENV)/.installed

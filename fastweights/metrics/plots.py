@@ -61,13 +61,18 @@ def plot_learning_curves(jsonl_path: str | os.PathLike, png_path: str | os.PathL
 
 def plot_runs(runs: Mapping[str, str | os.PathLike], png_path: str | os.PathLike, *,
               key: str = "loss", split: str = "train", title: str | None = None,
-              logy: bool = False) -> Path:
-    """Plot `key` of `split` against step for several runs (`{label: jsonl_path}`) in one panel."""
+              logy: bool = False, x: str = "step") -> Path:
+    """Plot `key` of `split` against `x` (the step, or another logged counter such as
+    "frames") for several runs (`{label: jsonl_path}`) in one panel."""
     fig, axes = _new_figure(1, title)
     ax = axes[0]
     missing = []
     for label, path in runs.items():
-        curve = losses_by_step(read_jsonl(path), split=split, key=key)
+        records = read_jsonl(path)
+        curve = losses_by_step(records, split=split, key=key)
+        if x != "step":         # the counter of each step's (last) record
+            at = losses_by_step(records, split=split, key=x)
+            curve = {at[s]: v for s, v in curve.items() if s in at}
         if not curve:
             missing.append(label)
             continue
@@ -75,7 +80,7 @@ def plot_runs(runs: Mapping[str, str | os.PathLike], png_path: str | os.PathLike
                 marker="o" if split != "train" else None, markersize=3)
     if missing:
         raise ValueError(f"no {split!r} records with key {key!r} in runs {missing}")
-    ax.set_xlabel("step")
+    ax.set_xlabel(x)
     ax.set_ylabel(f"{split} {key}")
     if logy:
         ax.set_yscale("log")

@@ -1,5 +1,5 @@
 """The training progress bar: `tqdm.auto` (a widget in Jupyter and Colab, a line redrawn in
-place elsewhere) with the loss and tokens/s beside tqdm's step count, rate and ETA."""
+place elsewhere) with the loss and tokens/s (or frames/s) beside tqdm's step count, rate and ETA."""
 
 from __future__ import annotations
 
@@ -41,13 +41,14 @@ class ProgressBar:
     _TTY_INTERVAL_S = 0.1  # redraws faster than this only cost terminal time
 
     def __init__(self, total_steps: int, *, initial_step: int = 0, stream: TextIO | None = None,
-                 enabled: bool = True, min_interval_s: float = 0.5):
+                 enabled: bool = True, min_interval_s: float = 0.5, rate_label: str = "tok/s"):
         if total_steps < 0 or initial_step < 0:
             raise ValueError(f"total_steps ({total_steps}) and initial_step ({initial_step}) "
                              "must be >= 0")
         self.total_steps = int(total_steps)
         self.stream = sys.stderr if stream is None else stream
         self.enabled = enabled
+        self.rate_label = rate_label     # what `tokens` counts, per second: "tok/s", "frames/s"
         try:
             tty = bool(self.stream.isatty())
         except (AttributeError, ValueError):  # no isatty, or a closed stream
@@ -70,7 +71,7 @@ class ProgressBar:
         self._tokens += int(tokens)
         elapsed = self._bar.format_dict["elapsed"]
         if self._tokens and elapsed > 0:
-            postfix["tok/s"] = _si(self._tokens / elapsed)
+            postfix[self.rate_label] = _si(self._tokens / elapsed)
         postfix.update((k, _fmt(v)) for k, v in extra.items())
         self._bar.set_postfix(postfix, refresh=False)
         self._bar.update(int(step) - self._bar.n)

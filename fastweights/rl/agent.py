@@ -23,8 +23,10 @@ Torsos: "deep" is the IMPALA ResNet of the official code (torchbeast's `Net`): f
 `x + Conv(ReLU(Conv(ReLU(x))))`, then ReLU, flatten (PyTorch's (C, H, W) order: 32*11*11 =
 3872 at 84x84), `Linear(3872, 256)`, ReLU. "small" is the network of the MinAtar paper (Young
 and Tian 2019): one `Conv3x3(16, stride 1, no padding)`, ReLU, flatten, `Linear(-> 128)`,
-ReLU. Every convolution and linear layer has PyTorch's default initialisation
-(U(+-1/sqrt(fan_in)) for weights and biases), as the official code.
+ReLU. "nature" is the Nature DQN network (three convolutions, `Linear(3136 -> 512)`): a small
+torso for Atari frames on a CPU (`atari_tiny`). Every convolution and linear layer has
+PyTorch's default initialisation (U(+-1/sqrt(fan_in)) for weights and biases), as the
+official code.
 
 Cores: "linear_transformer", "delta_net", "delta_rnn" and "rdn" are the paper's RL layers under
 the RL convention (`LayerConfig(name, convention="rl")`, PAPER_SPEC 2, 9.3): ELU+1 queries
@@ -74,7 +76,7 @@ from fastweights.ops.gated_delta_net.chunked import chunk_decays
 Array = jax.Array
 
 CORES = ("lstm", "linear_transformer", "delta_net", "delta_rnn", "rdn", "gated_delta_net")
-TORSOS = ("deep", "small")
+TORSOS = ("deep", "small", "nature")
 # Core name -> registry variant of its fast-weight layer (the LSTM is not a fast-weight layer).
 _CORE_VARIANTS = {"linear_transformer": "linear_transformer", "delta_net": "delta_net", "delta_rnn": "delta_rnn",
                   "rdn": "recurrent_delta_net", "gated_delta_net": "gated_delta_net"}
@@ -82,6 +84,7 @@ _CORE_VARIANTS = {"linear_transformer": "linear_transformer", "delta_net": "delt
 _RESETTABLE = ("linear_transformer", "delta_net", "gated_delta_net")
 _DEEP_CHANNELS = (16, 32, 32)
 _SMALL_CHANNELS = 16
+_NATURE_CONVS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))   # (channels, kernel, stride)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +93,7 @@ class AgentConfig:
 
     Attributes:
       torso: "deep" (the IMPALA ResNet of PAPER_SPEC 3.4) or "small" (MinAtar's network).
-      torso_dim: width of the torso's last Linear (None: 256 deep, 128 small).
+      torso_dim: width of the torso's last Linear (None: 256 deep, 128 small, 512 nature).
       core: one of `CORES`. "lstm" is the LSTM baseline `LSTM(torso_dim + 1, lstm_hidden)`
         (PAPER_SPEC 3.4); the others are an `RLCore` with that fast-weight layer ("rdn":
         the Recurrent Delta Net).
@@ -120,7 +123,7 @@ class AgentConfig:
         """The torso's output width."""
         if self.torso_dim is not None:
             return self.torso_dim
-        return 256 if self.torso == "deep" else 128
+        return {"deep": 256, "small": 128, "nature": 512}[self.torso]
 
     @property
     def core_dim(self) -> int:
@@ -174,23 +177,28 @@ def _torch_uniform(key: Array, shape: tuple[int, ...], fan_in: int, dtype) -> Ar
     return jax.random.uniform(key, (math.prod(shape),), dtype, -bound, bound).reshape(shape)
 
 
-class Conv3x3(nnx.Module):
-    """`Conv2d(in, out, 3, stride 1, padding)` on NHWC inputs, PyTorch's initialisation.
-    `kernel [3, 3, in, out]`, `bias [out]`."""
+class Conv2d(nnx.Module):
+    """`Conv2d(in, out, kernel, stride, padding)` on NHWC inputs, PyTorch's initialisation.
+    `kernel [k, k, in, out]`, `bias [out]`."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, padding: int, rngs: nnx.Rngs,
-                 param_dtype=jnp.float32):
-        fan_in = 9 * in_channels
-        self.padding = padding
-        self.kernel = param(_torch_uniform(rngs.params(), (3, 3, in_channels, out_channels), fan_in, param_dtype),
-                            (None, None, "conv_in", "conv_out"))
+    def __init__(self, in_channels: int, out_channels: int, *, kernel_size: int = 3, stride: int = 1,
+                 padding: int = 0, rngs: nnx.Rngs, param_dtype=jnp.float32):
+        fan_in = kernel_size * kernel_size * in_channels
+        self.stride, self.padding = stride, padding
+        self.kernel = param(_torch_uniform(rngs.params(), (kernel_size, kernel_size, in_channels, out_channels),
+                                           fan_in, param_dtype), (None, None, "conv_in", "conv_out"))
         self.bias = param(_torch_uniform(rngs.params(), (out_channels,), fan_in, param_dtype), ("conv_out",))
 
     def __call__(self, x: Array) -> Array:
-        y = jax.lax.conv_general_dilated(x, self.kernel[...].astype(x.dtype), (1, 1),
+        y = jax.lax.conv_general_dilated(x, self.kernel[...].astype(x.dtype), (self.stride, self.stride),
                                          ((self.padding, self.padding),) * 2,
                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
         return y + self.bias[...].astype(x.dtype).reshape(1, 1, 1, -1)
+
+
+def conv_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0) -> int:
+    """The spatial size after a convolution."""
+    return (size + 2 * padding - kernel_size) // stride + 1
 
 
 def max_pool_3x3_s2(x: Array) -> Array:
@@ -209,8 +217,8 @@ class ResidualBlock(nnx.Module):
     """`x + Conv(ReLU(Conv(ReLU(x))))` (torchbeast's resnet blocks)."""
 
     def __init__(self, channels: int, *, rngs: nnx.Rngs):
-        self.conv1 = Conv3x3(channels, channels, padding=1, rngs=rngs)
-        self.conv2 = Conv3x3(channels, channels, padding=1, rngs=rngs)
+        self.conv1 = Conv2d(channels, channels, padding=1, rngs=rngs)
+        self.conv2 = Conv2d(channels, channels, padding=1, rngs=rngs)
 
     def __call__(self, x: Array) -> Array:
         return x + self.conv2(jax.nn.relu(self.conv1(jax.nn.relu(x))))
@@ -224,7 +232,7 @@ class DeepTorso(nnx.Module):
         self.scale = scale
         stages = []
         for out_channels in _DEEP_CHANNELS:
-            stages.append(nnx.Dict(conv=Conv3x3(channels, out_channels, padding=1, rngs=rngs),
+            stages.append(nnx.Dict(conv=Conv2d(channels, out_channels, padding=1, rngs=rngs),
                                    res1=ResidualBlock(out_channels, rngs=rngs),
                                    res2=ResidualBlock(out_channels, rngs=rngs)))
             channels, height, width = out_channels, pooled_size(height), pooled_size(width)
@@ -253,7 +261,7 @@ class SmallTorso(nnx.Module):
         if height < 3 or width < 3:
             raise ValueError(f"the small torso needs frames of at least 3x3, got {height}x{width}")
         self.scale = scale
-        self.conv = Conv3x3(channels, _SMALL_CHANNELS, padding=0, rngs=rngs)
+        self.conv = Conv2d(channels, _SMALL_CHANNELS, rngs=rngs)
         self.flat_dim = _SMALL_CHANNELS * (height - 2) * (width - 2)
         self.fc = Linear(self.flat_dim, out_dim, in_axes=("torso_flat",), out_axes=("torso",), bias=True,
                          init="pytorch", rngs=rngs)
@@ -261,6 +269,36 @@ class SmallTorso(nnx.Module):
     def features(self, obs: Array) -> Array:
         x = jnp.transpose(obs.astype(jnp.float32) * self.scale, (0, 2, 3, 1))
         x = jax.nn.relu(self.conv(x))
+        return jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
+
+    def __call__(self, obs: Array) -> Array:
+        return jax.nn.relu(self.fc(self.features(obs)))
+
+
+class NatureTorso(nnx.Module):
+    """The Nature DQN network (Mnih et al. 2015), a small torso for Atari frames:
+    `Conv8x8(32, stride 4) -> ReLU -> Conv4x4(64, stride 2) -> ReLU -> Conv3x3(64) -> ReLU ->
+    flatten (64*7*7 = 3136 at 84x84) -> Linear -> ReLU`."""
+
+    def __init__(self, obs_shape: tuple[int, int, int], out_dim: int, *, scale: float, rngs: nnx.Rngs):
+        channels, height, width = obs_shape
+        self.scale = scale
+        convs = []
+        for out_channels, kernel, stride in _NATURE_CONVS:
+            height, width = conv_size(height, kernel, stride), conv_size(width, kernel, stride)
+            if min(height, width) < 1:
+                raise ValueError(f"the nature torso needs frames of at least 36x36, got {obs_shape[1:]}")
+            convs.append(Conv2d(channels, out_channels, kernel_size=kernel, stride=stride, rngs=rngs))
+            channels = out_channels
+        self.convs = nnx.List(convs)
+        self.flat_dim = channels * height * width
+        self.fc = Linear(self.flat_dim, out_dim, in_axes=("torso_flat",), out_axes=("torso",), bias=True,
+                         init="pytorch", rngs=rngs)
+
+    def features(self, obs: Array) -> Array:
+        x = jnp.transpose(obs.astype(jnp.float32) * self.scale, (0, 2, 3, 1))
+        for conv in self.convs:
+            x = jax.nn.relu(conv(x))
         return jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
 
     def __call__(self, obs: Array) -> Array:
@@ -285,7 +323,7 @@ class Agent(nnx.Module):
         if num_actions < 1:
             raise ValueError(f"num_actions must be positive, got {num_actions}")
         self.config, self.obs_shape, self.num_actions = config, obs_shape, int(num_actions)
-        torso = DeepTorso if config.torso == "deep" else SmallTorso
+        torso = {"deep": DeepTorso, "small": SmallTorso, "nature": NatureTorso}[config.torso]
         self.torso = torso(obs_shape, config.features, scale=config.obs_scale, rngs=rngs)
         if config.core == "lstm":
             self.core = LSTM(config.features + 1, config.lstm_hidden, rngs=rngs)
@@ -461,5 +499,5 @@ def _sum_rule_with_decay(q: Array, k: Array, v: Array, g: Array, state, chunk_si
     return out, type(state)(W=s_aug[..., :V], z=s_aug[..., V])
 
 
-__all__ = ["CORES", "TORSOS", "Agent", "AgentConfig", "AgentOutput", "DeepTorso", "SmallTorso",
+__all__ = ["CORES", "TORSOS", "Agent", "AgentConfig", "AgentOutput", "DeepTorso", "NatureTorso", "SmallTorso",
            "core_config_for", "max_pool_3x3_s2", "pooled_size"]

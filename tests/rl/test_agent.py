@@ -330,11 +330,23 @@ def test_chunked_resets_match_a_numpy_loop():
     assert_close((out, state.W), (expected, W), "float32_vs_float64", name="delta rule")
 
 
+def test_nature_torso_shapes_and_parameter_count():
+    """The Nature DQN torso at 84x84: 84 -> 20 -> 9 -> 7, flatten 64*7*7 = 3136, Linear(3136, 512)."""
+    torso = nnx.eval_shape(lambda: Agent(AgentConfig(torso="nature", core="lstm"), (4, 84, 84), 6,
+                                         rngs=nnx.Rngs(0))).torso
+    expected = (8 * 8 * 4 * 32 + 32) + (4 * 4 * 32 * 64 + 64) + (3 * 3 * 64 * 64 + 64) + (3136 * 512 + 512)
+    assert torso.flat_dim == 3136 and _param_count(torso) == expected
+    graphdef, state = nnx.split(torso)
+    flat = jax.eval_shape(lambda s, o: nnx.merge(graphdef, s).features(o), state,
+                          jax.ShapeDtypeStruct((2, 4, 84, 84), jnp.uint8))
+    assert flat.shape == (2, 3136)
+
+
 def test_bad_config_and_input_are_refused():
     with pytest.raises(ValueError, match="unknown core"):
         Agent(AgentConfig(core="transformer"), OBS, A, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="unknown torso"):
-        Agent(AgentConfig(torso="nature"), OBS, A, rngs=nnx.Rngs(0))
+        Agent(AgentConfig(torso="resnet18"), OBS, A, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="names"):
         Agent(dataclasses.replace(_config("delta_net"), core="rdn"), OBS, A, rngs=nnx.Rngs(0))
     agent = _built("delta_net", False).agent

@@ -1,0 +1,138 @@
+"""The actor-learner loop: rollouts overlap by one row and carry the core state at their
+start (checked by replaying the agent and the environments independently), the loop's
+counters, resume from a checkpoint with nothing double-counted, the asynchronous loop's
+policy lag, and the greedy evaluation."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from fastweights import metrics
+from fastweights.checkpoints import CheckpointStore, abstract_like
+from fastweights.nn.config import RLCoreConfig
+from fastweights.rl import envs as rl_envs
+from fastweights.rl import evaluation, loop
+from fastweights.rl.actor import ARRAY_KEYS, Actor, make_policy_step
+from fastweights.rl.agent import Agent, AgentConfig
+from fastweights.rl.config import RLExperiment, RunConfig
+from fastweights.rl.envs import EnvConfig
+from fastweights.testing import assert_close
+from fastweights.training.config import OptimizerConfig
+
+pytest.importorskip("pgx")
+
+TINY_CORE = RLCoreConfig(model_dim=16, num_layers=1, num_heads=2, head_dim=8, ff_dim=32)
+ENV = EnvConfig(suite="minatar", game="breakout", num_envs=8)
+AGENT = AgentConfig(torso="small", torso_dim=32, core="delta_net", core_config=TINY_CORE, obs_scale=1.0)
+
+
+def _experiment(**run) -> RLExperiment:
+    defaults = dict(total_steps=4 * 4 * 8, unroll_length=4, batch_size=8, num_actor_threads=1, queue_size=1,
+                    asynchronous=False, log_every=1, checkpoint_every=1, async_checkpoints=False, progress=False,
+                    tensorboard=False, plot=False, eval_episodes=0)
+    return RLExperiment(ENV, AGENT, OptimizerConfig(optimizer="rmsprop", learning_rate=1e-3, eps=0.01,
+                                                    clip_norm=40.0, schedule="linear"),
+                        run=RunConfig(**(defaults | run)))
+
+
+def test_rollouts_overlap_by_one_row_and_carry_their_start_state():
+    env = rl_envs.make_env(dataclasses.replace(ENV, num_envs=4), seed=3)
+    agent = Agent(AGENT, env.obs_shape, env.num_actions, rngs=nnx.Rngs(params=0, dropout=1))
+    graphdef, params, rest = nnx.split(agent, nnx.Param, ...)
+    T = 6
+    actor = Actor(env, make_policy_step(graphdef, rest), agent.init_state(4), T, key=jax.random.PRNGKey(0),
+                  device=jax.local_devices()[0])
+    first, second = actor.rollout(params, 0), actor.rollout(params, 1)
+    a, b = first.arrays, second.arrays
+    assert a["obs"].shape == (4, T + 1, *env.obs_shape) and a["obs"].dtype == np.uint8
+    assert a["done"][:, 0].all()                       # an environment's first frame resets the state
+    for key in ARRAY_KEYS:                             # row 0 repeats the previous unroll's last row
+        np.testing.assert_array_equal(b[key][:, 0], a[key][:, -1])
+    # The agent replayed over rows 0..T-1 from the stored start state gives the behaviour
+    # logits of rows 1..T and the next unroll's stored start state.
+    out, state = agent.unroll(a["obs"][:, :-1], a["reward"][:, :-1], a["done"][:, :-1], a["state"])
+    assert_close(out.logits, a["logits"][:, 1:], "float32_same_algebra")
+    assert_close(state, b["state"], "float32_same_algebra")
+    # The environments replayed with the recorded actions give the recorded frames.
+    replay = rl_envs.make_env(dataclasses.replace(ENV, num_envs=4), seed=3)
+    frames = [replay.reset()]
+    frames += [replay.step(a["action"][:, t]) for t in range(1, T + 1)]
+    frames += [replay.step(b["action"][:, t]) for t in range(1, T + 1)]
+    replay.close()
+    env.close()
+    recorded = np.concatenate([a["obs"], b["obs"][:, 1:]], axis=1)
+    np.testing.assert_array_equal(np.stack([f.obs for f in frames], axis=1), recorded)
+    np.testing.assert_array_equal(np.stack([f.done for f in frames], axis=1),
+                                  np.concatenate([a["done"], b["done"][:, 1:]], axis=1))
+
+
+def test_resume_continues_the_counters_and_the_state(tmp_path):
+    exp = _experiment()
+    first = loop.train(exp, tmp_path, stop_after_updates=2)
+    assert first["counters"]["updates"] == 2
+    # The checkpoint holds exactly the state the first call ended with.
+    store = CheckpointStore(tmp_path / "checkpoints", keep=3, async_save=False)
+    state = first["state"]
+    _, restored, meta = store.restore_latest(abstract_like(state, jax.tree.map(lambda x: x.sharding, state)))
+    store.close()
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(restored), jax.device_get(state))
+    assert meta["counters"] == first["counters"]
+    second = loop.train(exp, tmp_path)
+    steps = exp.run.unroll_length * exp.run.batch_size
+    assert second["counters"]["updates"] == exp.total_updates == 4
+    assert second["counters"]["agent_steps"] == 4 * steps
+    assert second["counters"]["frames"] == 4 * steps * rl_envs.frames_per_step(ENV)
+    assert int(second["state"].step) == 4
+    logged = [r["step"] for r in metrics.read_jsonl(tmp_path)]
+    assert logged == [1, 2, 3, 4]                       # no update logged (or counted) twice
+    records = metrics.read_jsonl(tmp_path)
+    assert [r["agent_steps"] for r in records] == [steps * k for k in (1, 2, 3, 4)]
+    with pytest.raises(loop.RunDirectoryError):
+        loop.train(exp, tmp_path, resume=False)
+
+
+def test_asynchronous_loop_measures_the_policy_lag(tmp_path):
+    exp = _experiment(asynchronous=True, num_actor_threads=2, queue_size=2, total_steps=5 * 4 * 8,
+                      checkpoint_every=100)
+    result = loop.train(exp, tmp_path)
+    records = metrics.read_jsonl(tmp_path)
+    assert result["counters"]["updates"] == 5 and [r["step"] for r in records] == [1, 2, 3, 4, 5]
+    lags = [r["policy_lag"] for r in records]
+    # A rollout acts with parameters at most (queued rollouts + threads + 1) updates old.
+    assert all(0 <= lag <= exp.run.queue_size + exp.run.num_actor_threads + 1 for lag in lags)
+    assert all(np.isfinite(r["loss"]) for r in records)
+
+
+def test_greedy_evaluation_counts_every_game_once(tmp_path):
+    env = rl_envs.make_env(dataclasses.replace(ENV, num_envs=1), seed=0)
+    agent = Agent(AGENT, env.obs_shape, env.num_actions, rngs=nnx.Rngs(params=1, dropout=2))
+    env.close()
+    graphdef, params, rest = nnx.split(agent, nnx.Param, ...)
+    score = evaluation.evaluate_policy(graphdef, rest, params, ENV, episodes=3, seed=5, record=50)
+    assert score["episodes"] == 3 and len(score["game_returns"]) == 3
+    # MinAtar has no lives: a life is the game.
+    np.testing.assert_allclose(sorted(score["life_returns"]), sorted(score["game_returns"]))
+    np.testing.assert_allclose(score["game_return_mean"], np.mean(score["game_returns"]))
+    # Game 0 replayed independently: the greedy agent stepped frame by frame.
+    replay = rl_envs.make_env(dataclasses.replace(ENV, num_envs=3), seed=5)
+    step, state, total = replay.reset(), agent.init_state(3), np.zeros(3)
+    ended = np.zeros(3, bool)
+    while not ended.all():
+        out, state = agent.step(step.obs, step.reward, step.done, state)
+        step = replay.step(np.asarray(out.logits.argmax(-1)))
+        total += np.where(ended, 0.0, step.reward)
+        ended |= step.episode_end
+    replay.close()
+    np.testing.assert_allclose(score["game_returns"], total)
+    frames = score["frames"]
+    assert frames[0].dtype == np.uint8 and frames[0].ndim == 3 and frames[0].shape[-1] == 3
+    gif = evaluation.save_gif(frames, tmp_path / "game.gif")
+    strip = evaluation.save_strip(frames, tmp_path / "strip.png")
+    from PIL import Image
+    assert Image.open(gif).n_frames == len(frames)
+    assert Image.open(strip).size[1] == frames[0].shape[0]
