@@ -22,6 +22,10 @@ FORBIDDEN = [
     (("fastweights.ops", "fastweights.nn"), ("fastweights.lm",), "the LM tools build on the models"),
     (("fastweights.lm",), ("fastweights.training", "fastweights.checkpoints", "fastweights.tasks", "fastweights.presets"),
      "the LM tools take a model and a split; the trainer and tasks build on them"),
+    (("fastweights.ops", "fastweights.nn", "fastweights.data", "fastweights.lm", "fastweights.tasks") + TRAINING
+     + PRESETS, ("fastweights.rl",), "RL builds on the library; nothing below it knows RL"),
+    (("fastweights.rl",), ("fastweights.tasks", "fastweights.presets", "fastweights.lm", "fastweights.data"),
+     "the actor-learner loop shares the training pieces, not the supervised tasks"),
 ]
 # No task imports another: what they share lives in these modules.
 TASKS, TASKS_SHARED = "fastweights.tasks", ("fastweights.tasks.materialised",)

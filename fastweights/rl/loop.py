@@ -71,7 +71,7 @@ def build_agent(exp: RLExperiment, env: rl_envs.VectorEnv) -> Agent:
 def train(exp: RLExperiment, run_dir: str | Path, *, resume: bool = True,
           stop_after_updates: int | None = None) -> dict[str, Any]:
     """Trains the agent of `exp` under `run_dir` (checkpoints, metrics.jsonl, TensorBoard,
-    returns.png, eval.json); resumes from the newest readable checkpoint there.
+    returns.png, eval_greedy.json); resumes from the newest readable checkpoint there.
 
     `stop_after_updates` ends this call early (after that many updates in total, with a
     checkpoint), as a kill would, for tests of resume.
@@ -89,6 +89,9 @@ def train(exp: RLExperiment, run_dir: str | Path, *, resume: bool = True,
     frames_per_step = rl_envs.frames_per_step(exp.env)
 
     mesh = make_mesh((-1, 1), devices=learner_devices(run.learner_devices))
+    if run.batch_size % mesh.shape["data"]:
+        raise ValueError(f"run.batch_size {run.batch_size} does not split over the learner's {mesh.shape['data']} "
+                         "devices; choose a multiple, or fewer devices (run.learner_devices)")
     store = CheckpointStore(run_dir / "checkpoints", keep=run.keep_checkpoints, async_save=run.async_checkpoints)
     if not resume and store.latest.all_steps():
         store.close()
@@ -211,7 +214,7 @@ def train(exp: RLExperiment, run_dir: str | Path, *, resume: bool = True,
             evaluation = evaluate_policy(graphdef, rest, state.params, exp.env, episodes=run.eval_episodes,
                                          seed=_seed(run.seed, 7919))
             if process == 0:
-                (run_dir / "eval.json").write_text(json.dumps(evaluation, indent=2) + "\n")
+                (run_dir / "eval_greedy.json").write_text(json.dumps(evaluation, indent=2) + "\n")
                 say(f"greedy policy over {run.eval_episodes} games: return {evaluation['game_return_mean']:.2f} "
                     f"+- {evaluation['game_return_std']:.2f}")
         if run.plot and process == 0 and any("game_return" in r for r in run_metrics.read_jsonl(run_dir)):

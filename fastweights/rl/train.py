@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from fastweights import training
 
@@ -60,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     c = result["counters"]
+    plot = " and returns.png" if (Path(run_dir) / "returns.png").exists() else ""
     training.log(f"done: {c['updates']} updates, {c['frames']} frames, {c['game_episodes']} games; "
-                 f"metrics, checkpoints and returns.png in {run_dir}")
+                 f"metrics, checkpoints{plot} in {run_dir}")
     return 0
 
 

@@ -1,9 +1,11 @@
 """The IMPALA loss against a float64 NumPy computation, one learner step lowering the loss,
 and two processes giving the same update as one.
 
-The agent here is a tiny stand-in with the interface of `fastweights.rl.agent.Agent`
-(`unroll(obs, reward, done, state) -> (AgentOutput, state)`): a linear torso on obs/255 and
-the clipped reward, a tanh recurrence reset by `1 - done` before each row, two heads.
+The loss is checked on a tiny stand-in with the interface of `fastweights.rl.agent.Agent`
+(`unroll(obs, reward, done, state) -> (AgentOutput, state)`) whose float64 NumPy forward is
+a few lines: a linear torso on obs/255 and the clipped reward, a tanh recurrence reset by
+`1 - done` before each row, two heads. The learner step and the two-process update run the
+real agent (the small torso and a tiny Delta Net core).
 """
 
 import os
@@ -118,6 +120,19 @@ def test_loss_matches_numpy():
                  "float32_vs_float64", name="entropy")
 
 
+def fixed_target_loss(graphdef, rest, unroll, vs, adv, config):
+    """The IMPALA loss as a function of the parameters with V-trace's targets `vs` and
+    advantages `adv` [B, T] held fixed: the objective whose gradient the loss gives."""
+    def loss(params):
+        model = nnx.merge(graphdef, params) if rest is None else nnx.merge(graphdef, params, rest)
+        output, _ = model.unroll(unroll["obs"], unroll["reward"], unroll["done"], unroll["state"])
+        log_policy = jax.nn.log_softmax(output.logits[:, :-1], axis=-1)
+        taken = jnp.take_along_axis(log_policy, unroll["action"][:, 1:, None], axis=-1)[..., 0]
+        return (jnp.sum(-taken * adv) + config.baseline_cost * 0.5 * jnp.sum((vs - output.baseline[:, :-1]) ** 2)
+                + config.entropy_cost * jnp.sum(jnp.exp(log_policy) * log_policy))
+    return loss
+
+
 def test_loss_gradient_treats_vtrace_targets_as_constants():
     agent = TinyAgent(rngs=nnx.Rngs(1))
     unroll = synthetic_unroll(batch=2, time=4, seed=1)
@@ -126,14 +141,7 @@ def test_loss_gradient_treats_vtrace_targets_as_constants():
     expected = numpy_loss(params, unroll, config)
     vs, adv = (jnp.asarray(expected[k], jnp.float32) for k in ("vs", "pg_advantages"))
 
-    def surrogate(params):      # the loss with the targets fixed from the NumPy recursion
-        output, _ = nnx.merge(graphdef, params).unroll(unroll["obs"], unroll["reward"], unroll["done"],
-                                                       unroll["state"])
-        log_policy = jax.nn.log_softmax(output.logits[:, :-1], axis=-1)
-        taken = jnp.take_along_axis(log_policy, unroll["action"][:, 1:, None], axis=-1)[..., 0]
-        return (jnp.sum(-taken * adv) + config.baseline_cost * 0.5 * jnp.sum((vs - output.baseline[:, :-1]) ** 2)
-                + config.entropy_cost * jnp.sum(jnp.exp(log_policy) * log_policy))
-
+    surrogate = fixed_target_loss(graphdef, None, unroll, vs, adv, config)
     loss_grad = jax.jit(jax.grad(lambda p: impala_loss(nnx.merge(graphdef, p), unroll, config)[0]))
     assert_close(loss_grad(params), jax.jit(jax.grad(surrogate))(params), "float32_other_form_grad",
                  name="gradients")
@@ -168,9 +176,51 @@ def test_learner_step_lowers_the_loss():
     assert after < before - 0.01 * abs(before), (before, after)
 
 
+def _real_agent(seed):
+    from fastweights.nn.config import RLCoreConfig
+    from fastweights.rl.agent import Agent, AgentConfig
+    core = RLCoreConfig(model_dim=16, num_layers=1, num_heads=2, head_dim=8, ff_dim=32)
+    return Agent(AgentConfig(torso="small", torso_dim=16, core="delta_net", core_config=core), OBS, ACTIONS,
+                 rngs=nnx.Rngs(params=seed, dropout=seed + 1))
+
+
+def _real_unroll(agent, batch, time, seed):
+    """`synthetic_unroll` with the real agent's core state (random, as a mid-episode state)."""
+    unroll = synthetic_unroll(batch, time, seed)
+    rng = np.random.default_rng(seed + 100)
+    unroll["state"] = jax.tree.map(lambda x: (0.1 * rng.normal(size=x.shape)).astype(np.float32),
+                                   agent.init_state(batch))
+    return unroll
+
+
+def test_learner_step_lowers_the_loss_of_the_agent():
+    """One update on a fixed batch lowers the loss with V-trace's targets held at their
+    values before the update (the total with fresh targets need not fall: they move with V)."""
+    mesh = training.make_mesh((-1, 1))
+    agent = _real_agent(5)
+    unroll = _real_unroll(agent, batch=8, time=4, seed=5)
+    config = LossConfig()
+    graphdef, params, rest = training.split_model(agent)
+    output, _ = jax.jit(lambda u: agent.unroll(u["obs"], u["reward"], u["done"], u["state"]))(unroll)
+    logits, baseline = np.asarray(output.logits, np.float64), np.asarray(output.baseline, np.float64)
+    actions = unroll["action"][:, 1:, None]
+    log_rhos = (np.take_along_axis(log_softmax(logits[:, :-1]), actions, -1)
+                - np.take_along_axis(log_softmax(unroll["logits"][:, 1:]), actions, -1))[..., 0]
+    vs, adv = numpy_vtrace(log_rhos, config.discount * (1.0 - unroll["done"][:, 1:]),
+                           np.clip(unroll["reward"][:, 1:], -1, 1), baseline[:, :-1], baseline[:, -1])
+    surrogate = jax.jit(fixed_target_loss(graphdef, rest, unroll, jnp.asarray(vs, jnp.float32),
+                                          jnp.asarray(adv, jnp.float32), config))
+    before = float(surrogate(params))
+    state, learner_step = make_learner(agent, RMSPROP, config, total_updates=10, mesh=mesh)
+    state, metrics = learner_step(state, training.global_batch(unroll, mesh))
+    after = float(surrogate(jax.device_get(state.params)))
+    assert_close(metrics["loss"], before, "float32_other_form", name="loss before the step")
+    assert after < before - 0.01 * abs(before), (before, after)
+
+
 def _learner_update(unroll, mesh):
-    """The params after one update of a fresh stand-in agent (seed 3) on `unroll`."""
-    agent = TinyAgent(rngs=nnx.Rngs(3))
+    """The params after one update of a fresh agent (seed 3) on `unroll`."""
+    agent = _real_agent(3)
     state, learner_step = make_learner(agent, RMSPROP, LossConfig(), total_updates=10, mesh=mesh)
     state, _ = learner_step(state, training.global_batch(unroll, mesh))
     # The params are replicated: every process holds all of each one.
@@ -186,7 +236,7 @@ def test_two_processes_equal_one(tmp_path):
     workers = [subprocess.Popen([sys.executable, __file__, str(tmp_path / f"params{i}.npz")], cwd=ROOT,
                                 env=dict(env, FASTWEIGHTS_PROCESS_ID=str(i)), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True) for i in range(2)]
-    one = _learner_update(synthetic_unroll(batch=4, time=3, seed=4),
+    one = _learner_update(_real_unroll(_real_agent(3), batch=4, time=3, seed=4),
                           training.make_mesh((2, 1), jax.devices()[:2]))
     for worker in workers:
         out, _ = worker.communicate(timeout=120)
@@ -203,7 +253,7 @@ def _worker(path):
     jax.config.update("jax_default_matmul_precision", "highest")
     assert training.initialize_distributed()
     rows = slice(2 * jax.process_index(), 2 * jax.process_index() + 2)
-    local = jax.tree.map(lambda x: x[rows], synthetic_unroll(batch=4, time=3, seed=4))
+    local = jax.tree.map(lambda x: x[rows], _real_unroll(_real_agent(3), batch=4, time=3, seed=4))
     params = _learner_update(local, training.make_mesh((-1, 1)))
     np.savez(path, **{f"leaf{j}": leaf for j, leaf in enumerate(params)})
 

@@ -16,10 +16,10 @@ from fastweights import metrics
 from fastweights.checkpoints import CheckpointStore, abstract_like
 from fastweights.nn.config import RLCoreConfig
 from fastweights.rl import envs as rl_envs
-from fastweights.rl import evaluation, loop
+from fastweights.rl import evaluation, loop, presets
 from fastweights.rl.actor import ARRAY_KEYS, Actor, make_policy_step
 from fastweights.rl.agent import Agent, AgentConfig
-from fastweights.rl.config import RLExperiment, RunConfig
+from fastweights.rl.config import RLExperiment, RunConfig, validate
 from fastweights.rl.envs import EnvConfig
 from fastweights.testing import assert_close
 from fastweights.training.config import OptimizerConfig
@@ -136,3 +136,38 @@ def test_greedy_evaluation_counts_every_game_once(tmp_path):
     from PIL import Image
     assert Image.open(gif).n_frames == len(frames)
     assert Image.open(strip).size[1] == frames[0].shape[0]
+
+
+def test_every_preset_validates_and_counts_steps_as_polybeast():
+    probes = {}
+    for name, exp in presets.PRESETS.items():
+        validate(exp)
+        key = (exp.env.suite, exp.env.game)
+        if key not in probes:
+            env = rl_envs.make_env(dataclasses.replace(exp.env, num_envs=1), seed=0)
+            probes[key] = (env.obs_shape, env.num_actions)
+            env.close()
+        obs_shape, actions = probes[key]
+        agent = nnx.eval_shape(lambda: Agent(exp.agent, obs_shape, actions, rngs=nnx.Rngs(params=0, dropout=1)))
+        assert agent.num_actions == actions, name
+    paper, short = presets.get("paper_rdn"), presets.get("paper_50m_rdn")
+    assert paper.steps_per_update == 50 * 32 and paper.total_updates == 200_000_000 // 1600
+    assert paper.run.num_actor_threads * paper.env.num_envs == 48
+    # The 50M-step run is the first quarter of the 2e8-step schedule.
+    assert short.total_updates * 4 == paper.total_updates
+    assert short.optimizer.decay_steps == paper.total_updates and paper.optimizer.decay_steps is None
+    with pytest.raises(ValueError, match="multiple of env.num_envs"):
+        validate(presets.get("minatar_tiny", ["run.batch_size=24"]))
+
+
+def test_the_atari_pipeline_runs_on_real_frames(tmp_path):
+    exp = dataclasses.replace(presets.get("atari_tiny"), env=EnvConfig(suite="atari", game="Pong", num_envs=2))
+    exp = dataclasses.replace(exp, run=dataclasses.replace(
+        exp.run, total_steps=2 * 4 * 2, unroll_length=4, batch_size=2, asynchronous=False, checkpoint_every=100,
+        async_checkpoints=False, progress=False, tensorboard=False, plot=False, log_every=1))
+    with pytest.raises(ValueError, match="does not split over the learner's 8 devices"):
+        loop.train(exp, tmp_path / "eight")
+    exp = dataclasses.replace(exp, run=dataclasses.replace(exp.run, learner_devices=(0,)))
+    result = loop.train(exp, tmp_path)
+    assert result["counters"]["frames"] == 2 * 4 * 2 * 4          # 2 updates of T=4 x B=2, frame skip 4
+    assert all(np.isfinite(r["loss"]) for r in metrics.read_jsonl(tmp_path))
