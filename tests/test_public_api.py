@@ -56,7 +56,7 @@ def test_readme_variant_table_matches_the_registry():
 
 def test_readme_example_runs():
     blocks = re.findall(r"```python\n(.*?)```", README, re.S)
-    assert len(blocks) == 5  # the cores, the layers and models, training, LM corpus, LM evaluation
+    assert len(blocks) == 6  # the cores, the layers and models, training, LM corpus, LM evaluation, RL
     cores, layers = {}, {}
     exec(compile(blocks[0], "README.md", "exec"), cores)  # noqa: S102
     assert cores["out"].shape == (2, 16, 4, 8)
@@ -69,3 +69,7 @@ def test_readme_example_runs():
     assert language["corpus"].vocab[0] == "<eos>" and language["result"]["tokens"] == \
         len(language["corpus"].splits["valid"]) - 1
     assert len(language["words"]) == 5
+    rl = {}
+    exec(compile(blocks[5], "README.md", "exec"), rl)  # noqa: S102
+    assert rl["out"].logits.shape == (2, 3) and rl["out"].baseline.shape == (2,)
+    assert rl["targets"].vs.shape == rl["targets"].pg_advantages.shape == (2, 5)

@@ -11,7 +11,7 @@
   `paper_50m_<core>` is its first 5e7 steps, the rate decaying over the same 2e8 horizon:
   the paper's 50M-step results are that checkpoint of the long run. The game is
   `env.game` (default Gopher, the README's example; the paper's game list is not known).
-- `minatar_tiny`: MinAtar Breakout on a 2-core CPU in about 2.5 minutes per core (`make rl`
+- `minatar_tiny`: MinAtar Breakout, 1M steps, on a 2-core CPU in about 2.5 minutes per core (`make rl`
   runs the Delta Net and the LSTM core).
 - `atari_tiny`: Pong with the Nature DQN torso for a few thousand frames: the whole Atari
   pipeline on a CPU.
@@ -52,7 +52,7 @@ def _presets() -> dict[str, RLExperiment]:
         AgentConfig(torso="small", core="delta_net", core_config=tiny_core, lstm_hidden=64, obs_scale=1.0),
         OptimizerConfig(optimizer="rmsprop", learning_rate=2e-3, decay=0.99, eps=0.01, clip_norm=40.0,
                         schedule="linear"),
-        run=RunConfig(total_steps=400_000, unroll_length=20, batch_size=32, num_actor_threads=1, queue_size=2,
+        run=RunConfig(total_steps=1_000_000, unroll_length=20, batch_size=32, num_actor_threads=1, queue_size=2,
                       log_every=10, checkpoint_every=100, eval_episodes=10))
     out["atari_tiny"] = RLExperiment(
         EnvConfig(suite="atari", game="Pong", num_envs=4),

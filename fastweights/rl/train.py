@@ -31,9 +31,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-resume", action="store_true", help="refuse a run directory that has checkpoints")
     p.add_argument("--list", action="store_true", help="list the presets, then exit")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON, then exit")
-    p.add_argument("--coordinator", help="multi-host: coordinator address host:port")
-    p.add_argument("--num-processes", type=int, help="multi-host: number of processes")
-    p.add_argument("--process-id", type=int, help="multi-host: this process's id")
+    training.add_distributed_arguments(p)
     return p
 
 

@@ -47,7 +47,13 @@ from fastweights.training.config import (
     TrainConfig,
     validate,
 )
-from fastweights.training.distributed import DISTRIBUTED_ENV, JAX_ENV, initialize_distributed, log
+from fastweights.training.distributed import (
+    DISTRIBUTED_ENV,
+    JAX_ENV,
+    add_distributed_arguments,
+    initialize_distributed,
+    log,
+)
 from fastweights.training.loop import NonFiniteLossError, evaluate, is_better, mean_over_batches, train
 from fastweights.training.optim import learning_rate_schedule, make_optimizer
 from fastweights.training.run_dir import RunDirectoryError, config_to_dict, write_run_info
@@ -85,8 +91,8 @@ __all__ = [
     "COMPUTE_DTYPES", "DISTRIBUTED_ENV", "EPOCH_START", "JAX_ENV", "MESH_AXES", "NAN_POLICIES",
     "OPTIMIZERS", "SCHEDULES", "SHARDING_RULES", "CarriedStateTask", "DataIterator", "EvaluatingTask",
     "Evaluator", "LossFn", "NonFiniteLossError", "OptimizerConfig", "RunDirectoryError", "Task",
-    "TrainConfig", "TrainState", "batch_sharding", "carry_shardings", "config_to_dict", "evaluate",
-    "global_batch", "init_train_state", "initialize_distributed", "is_better",
+    "TrainConfig", "TrainState", "add_distributed_arguments", "batch_sharding", "carry_shardings",
+    "config_to_dict", "evaluate", "global_batch", "init_train_state", "initialize_distributed", "is_better",
     "learning_rate_schedule", "log", "make_carry_init", "make_eval_step", "make_mesh",
     "make_optimizer", "make_train_step", "mean_over_batches", "param_specs", "split_model",
     "starts_epoch", "state_shardings", "to_host", "train", "validate", "write_run_info",

@@ -39,6 +39,15 @@ def initialize_distributed(coordinator: str | None = None, num_processes: int | 
     return True
 
 
+def add_distributed_arguments(parser) -> None:
+    """The multi-host flags of the command lines (`--coordinator`, `--num-processes`,
+    `--process-id`), read by `initialize_distributed(args.coordinator, args.num_processes,
+    args.process_id)`."""
+    parser.add_argument("--coordinator", help="multi-host: coordinator address host:port")
+    parser.add_argument("--num-processes", type=int, help="multi-host: number of processes")
+    parser.add_argument("--process-id", type=int, help="multi-host: this process's id")
+
+
 def log(message: str) -> None:
     """A message from process 0 only (every process runs the same loop)."""
     if jax.process_index() == 0:

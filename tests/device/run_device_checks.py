@@ -14,7 +14,13 @@ delta rule at B8 T4096 H8 d64 bf16 against FLA's Triton `chunk_delta_rule` and
 language modelling: training tokens/s of `wt103_small_{delta_net,delta_rnn,delta_lstm,rdn}`
 at the paper's batch (96 x 256) with the fastest forms against `implementation="recurrent"`
 (`benchmarks/bench_lm_train.py`), and the sliding-window evaluator batched against batch 1
-(`fastweights.lm.sliding_window`, the WT103 small Delta Net, windows of 256).
+(`fastweights.lm.sliding_window`, the WT103 small Delta Net, windows of 256). Section 4 is RL:
+frames/s of the whole actor-learner loop (`fastweights.rl.loop.train`) with the deep IMPALA
+torso on Pong for the LSTM, Delta Net and RDN cores (the goal: 25k frames/s, beyond
+Cleanba's 24.6k on one A100 with 10 CPUs). Its environment wheels are not in the GPU image:
+`pip download gymnasium ale-py --no-deps -d .wheels` here, carried with `.wheels`.
+
+`--sections 3,4` runs only those sections.
 """
 
 from __future__ import annotations
@@ -146,7 +152,12 @@ def main():
     parser.add_argument("--skip-checks", action="store_true")
     parser.add_argument("--skip-timings", action="store_true", help="skip section 2")
     parser.add_argument("--quick", action="store_true", help="tiny shapes: a dry run of the script on CPU")
+    parser.add_argument("--sections", default="1,2,3,4", help="comma-separated sections to run")
+    parser.add_argument("--rl-seconds", type=float, default=60.0, help="section 4: seconds of loop per core")
     a = parser.parse_args()
+    sections = {int(x) for x in a.sections.split(",")}
+    a.skip_checks = a.skip_checks or 1 not in sections
+    a.skip_timings = a.skip_timings or 2 not in sections
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"devices: {jax.devices()}, jax {jax.__version__}", flush=True)
@@ -173,7 +184,10 @@ def main():
 
     if not a.skip_timings:
         kernel_timings(a, results, save)
-    language_model_timings(a, results, save)
+    if 3 in sections:
+        language_model_timings(a, results, save)
+    if 4 in sections:
+        rl_timings(a, results, save)
     summary(results)
 
 
@@ -270,6 +284,44 @@ def language_model_timings(a, results, save):
         save()
 
 
+def rl_timings(a, results, save):
+    """Section 4: the whole actor-learner loop's frames/s, deep torso, per core."""
+    import dataclasses
+    import tempfile
+
+    from fastweights import metrics
+    from fastweights.rl import loop, presets
+    print("\n== 4. RL: frames/s of the actor-learner loop", flush=True)
+    threads = max(1, (os.cpu_count() or 2) - 4)      # leave cores for the learner and the host
+    for core in ("lstm", "delta_net", "rdn"):
+        if a.quick:
+            exp = presets.get("minatar_tiny", [f"agent.core={core}"])
+        else:
+            exp = presets.get(f"paper_{core}", ["env.game=Pong", "env.num_envs=32", f"run.num_actor_threads={threads}",
+                                                "run.batch_size=64", f"run.queue_size={2 * threads}"])
+        updates = 10 if a.quick else max(20, int(a.rl_seconds * 6))
+        exp = dataclasses.replace(exp, run=dataclasses.replace(
+            exp.run, total_steps=exp.steps_per_update * updates, log_every=2, checkpoint_every=10**9,
+            eval_episodes=0, progress=False, tensorboard=False, plot=False))
+        try:
+            with tempfile.TemporaryDirectory() as run_dir:
+                start = time.perf_counter()
+                loop.train(exp, run_dir, resume=False)
+                wall = time.perf_counter() - start
+                rows = [r for r in metrics.read_jsonl(run_dir)][2:]        # after compilation
+            fps = sorted(r["frames_per_s"] for r in rows)[len(rows) // 2] if rows else float("nan")
+            row = dict(case=f"rl loop {exp.env.game} {exp.agent.torso} torso B{exp.run.batch_size} T{exp.run.unroll_length} "
+                            f"{exp.run.num_actor_threads}x{exp.env.num_envs} envs", impl=core,
+                       frames_per_s=fps, policy_lag=float(np.mean([r["policy_lag"] for r in rows])) if rows else None,
+                       wall_s=wall)
+        except Exception as error:  # noqa: BLE001
+            row = dict(case="rl loop", impl=core, error=f"{type(error).__name__}: {str(error)[:300]}")
+            traceback.print_exc(limit=3)
+        results["timings"].append(row)
+        print(json.dumps(row), flush=True)
+        save()
+
+
 def summary(results):
     print("\nsummary:")
     for row in results["checks"]:
@@ -279,7 +331,9 @@ def summary(results):
     for row in results["timings"]:
         print(f"  {row.get('case', ''):<42} {row.get('impl', ''):<32} "
               f"{row.get('fwd_bwd_ms', float('nan')):9.2f} ms fwd+bwd {row.get('fwd_ms', float('nan')):9.2f} ms fwd"
-              f" {row.get('tokens_per_s', float('nan')):10.0f} tok/s {row.get('error', '')[:80]}")
+              f" {row.get('tokens_per_s', float('nan')):10.0f} tok/s"
+              + (f" {row['frames_per_s']:10.0f} frames/s" if "frames_per_s" in row else "")
+              + f" {row.get('error', '')[:80]}")
 
 
 if __name__ == "__main__":
