@@ -171,3 +171,42 @@ def test_the_atari_pipeline_runs_on_real_frames(tmp_path):
     result = loop.train(exp, tmp_path)
     assert result["counters"]["frames"] == 2 * 4 * 2 * 4          # 2 updates of T=4 x B=2, frame skip 4
     assert all(np.isfinite(r["loss"]) for r in metrics.read_jsonl(tmp_path))
+
+
+def test_killed_run_resumes_and_counts_nothing_twice(tmp_path):
+    """The CLI, asynchronous, killed (SIGKILL) a few updates past a checkpoint, then resumed:
+    it ends at the total, and every logged counter is that of its update."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+    run_dir = tmp_path / "run"
+    updates, steps = 20, 4 * 8
+    command = [sys.executable, "-m", "fastweights.rl.train", "--preset", "minatar_tiny", "--run-dir", str(run_dir)]
+    for assignment in (f"run.total_steps={updates * steps}", "run.unroll_length=4", "run.batch_size=8",
+                       "env.num_envs=8", "run.checkpoint_every=3", "run.log_every=1", "run.eval_episodes=0",
+                       "run.plot=false", "run.tensorboard=false", "run.progress=false", "agent.torso_dim=16",
+                       "agent.core_config.model_dim=16", "agent.core_config.num_heads=2",
+                       "agent.core_config.head_dim=8", "agent.core_config.ff_dim=32"):
+        command += ["--set", assignment]
+    root = Path(__file__).parents[2]
+    victim = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = run_dir / metrics.JSONL_NAME
+    deadline = time.time() + 300
+    while time.time() < deadline and victim.poll() is None:     # kill past the checkpoint of update 6
+        if log.exists() and len(metrics.read_jsonl(log)) >= 8:
+            break
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    killed_at = max(r["step"] for r in metrics.read_jsonl(log))
+    assert 8 <= killed_at < updates
+    resumed = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0 and "resumed from update" in resumed.stderr, resumed.stderr[-2000:]
+    records = metrics.read_jsonl(log)
+    assert {r["step"] for r in records} == set(range(1, updates + 1))
+    last = {r["step"]: r for r in records}                           # a replayed update's last record
+    assert all(last[k]["agent_steps"] == k * steps and last[k]["updates"] == k for k in last)
+    resumed_from = min(r["step"] for r in records[killed_at:]) - 1     # the checkpoint it restored
+    assert resumed_from % 3 == 0 and resumed_from <= killed_at
