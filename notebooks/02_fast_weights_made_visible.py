@@ -51,6 +51,9 @@ from fastweights import nn
 
 notebook_start = time.perf_counter()
 rng = np.random.default_rng(0)
+# Full float32 matrix products where we check exact retrieval: on a GPU, JAX's default
+# TensorFloat-32 rounding (about 1e-3) would blur it.
+exact_float32 = jax.default_matmul_precision("highest")
 
 
 def unit(x):
@@ -130,12 +133,13 @@ N_MAX = 3 * D_KEY
 keys = jnp.asarray(unit(rng.standard_normal((DRAWS, N_MAX, 1, D_KEY))), jnp.float32)
 values = jnp.asarray(unit(rng.standard_normal((DRAWS, N_MAX, 1, D_KEY))), jnp.float32)
 ones = jnp.ones((DRAWS, N_MAX, 1))
-capacity_W = {
-    "sum rule": trajectory(fw.ops.linear_transformer.step, fw.ops.linear_transformer.init_state(DRAWS, 1, D_KEY, D_KEY),
-                           keys, keys, values),
-    "delta rule": trajectory(fw.ops.delta_net.step, fw.ops.delta_net.init_state(DRAWS, 1, D_KEY, D_KEY),
-                             keys, keys, values, ones),
-}
+with exact_float32:
+    capacity_W = {
+        "sum rule": trajectory(fw.ops.linear_transformer.step,
+                               fw.ops.linear_transformer.init_state(DRAWS, 1, D_KEY, D_KEY), keys, keys, values),
+        "delta rule": trajectory(fw.ops.delta_net.step, fw.ops.delta_net.init_state(DRAWS, 1, D_KEY, D_KEY),
+                                 keys, keys, values, ones),
+    }
 # error[n - 1, b, i]: the error on pair i after n writes (meaningful for i < n)
 errors = {rule: np.linalg.norm(np.einsum("nbkv,bik->nbiv", np.asarray(Ws[:, :, 0]), np.asarray(keys[:, :, 0]))
                                - np.asarray(values[None, :, :, 0]), axis=-1)
@@ -150,7 +154,8 @@ exact = {}
 for rule, (step, init, extra) in {"sum rule": (fw.ops.linear_transformer.step, fw.ops.linear_transformer.init_state, ()),
                                   "delta rule": (fw.ops.delta_net.step, fw.ops.delta_net.init_state,
                                                  (jnp.ones((1, D_KEY, 1)),))}.items():
-    W = trajectory(step, init(1, 1, D_KEY, D_KEY), orthogonal, orthogonal, values[:1, :D_KEY], *extra)[-1, 0, 0]
+    with exact_float32:
+        W = trajectory(step, init(1, 1, D_KEY, D_KEY), orthogonal, orthogonal, values[:1, :D_KEY], *extra)[-1, 0, 0]
     exact[rule] = float(np.abs(np.asarray(orthogonal[0, :, 0] @ W) - np.asarray(values[0, :D_KEY, 0])).max())
 print("orthogonal keys, N = d: max retrieval error", {r: f"{e:.1e}" for r, e in exact.items()})
 
@@ -314,9 +319,11 @@ beta = jnp.ones((DRAWS, GATE_STEPS, 1))
 retention = {}
 for alpha in (1.0, 0.99, 0.95, 0.8):
     g = jnp.full((DRAWS, GATE_STEPS, 1), np.log(alpha), jnp.float32)
-    out, _ = fw.gated_delta_net(queries, keys, values, beta, g)
+    with exact_float32:
+        out, _ = fw.gated_delta_net(queries, keys, values, beta, g)
     retention[alpha] = np.asarray(jnp.einsum("btv,bv->bt", out[:, :, 0], values[:, 0, 0]).mean(0))
-plain, _ = fw.delta_net(queries, keys, values, beta)
+with exact_float32:
+    plain, _ = fw.delta_net(queries, keys, values, beta)
 plain_retention = np.asarray(jnp.einsum("btv,bv->bt", plain[:, :, 0], values[:, 0, 0]).mean(0))
 
 fig, ax = plt.subplots(figsize=(6.5, 3.8))
