@@ -24,7 +24,7 @@
 # `fastweights.rl.loop.train` and watches the greedy policy play. The committed outputs are
 # from a full run (`QUICK = False`, 500k agent steps; the whole notebook took about
 # 2.7 minutes, 126 s of it training, on a shared
-# 2-core CPU; with `QUICK = True` it takes about 40 s).
+# 2-core CPU; with `QUICK = True` it takes about 35 s).
 
 # %% tags=["skip-execution"]
 # Colab: install this repository at the tag of this version (CI and local builds skip this cell).
