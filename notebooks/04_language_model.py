@@ -22,8 +22,8 @@
 # full text with the state carried), samples text with temperature and top-k, and shows
 # that a fast weight model streams a text of any length in constant memory. The last cell
 # shows how to point the same code at WikiText-103. The committed outputs are from a full
-# run (`QUICK = False`: the `small` preset for 160 steps; 7 minutes on a shared, heavily
-# loaded 2-core CPU, about 3 on an idle one, estimated from `make lm`); CI runs it with
+# run (`QUICK = False`: the `small` preset for 160 steps; 3.7 minutes on an idle 2-core
+# CPU); CI runs it with
 # `QUICK = True` (the 1-layer `tiny` preset).
 
 # %% tags=["skip-execution"]
@@ -45,6 +45,7 @@ SAMPLES = ((0.7, 20),) if QUICK else ((0.7, 20), (1.0, None))   # (temperature, 
 import dataclasses
 import itertools
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -78,7 +79,7 @@ corpus = language_modelling.load_corpus(exp.data)
 for split, ids in corpus.splits.items():
     print(f"{split:>5}: {len(ids):>9,} tokens, {100 * np.mean(ids == corpus.encode('<unk>')[0]):.1f}% <unk>")
 print(f"vocabulary: {corpus.vocab_size:,} words, the most frequent: {' '.join(corpus.vocab[:12])}")
-print("\nthe first test lines:\n" + " ".join(corpus.decode(corpus.splits["test"][:60])).replace(" <eos> ", "\n"))
+print("\nthe first test lines:\n" + re.sub(r" ?<eos> ?", "\n", " ".join(corpus.decode(corpus.splits["test"][:60]))))
 
 # %% [markdown]
 # ## Training
@@ -173,7 +174,7 @@ assert sliding["tokens"] == full["tokens"] == len(test) - 1, "both protocols sco
 prompt = corpus.encode("MACBETH <eos>")
 for temperature, top_k in SAMPLES:
     ids = list(lm.stream(model, prompt, 40, seed=0, temperature=temperature, top_k=top_k))
-    text = " ".join(corpus.decode(np.concatenate([prompt, ids]))).replace(" <eos> ", "\n    ")
+    text = re.sub(r" ?<eos> ?", "\n    ", " ".join(corpus.decode(np.concatenate([prompt, ids]))))
     print(f"temperature {temperature}, top-k {top_k}:\n    {text}\n")
     assert len(ids) == 40
 

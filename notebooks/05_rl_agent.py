@@ -150,6 +150,10 @@ print(f"|W| of game 0 after 20 frames {norm_before:.3f}; after a step with done=
 assert np.allclose(state_reset[0].W[0], state_fresh[0].W[0], atol=1e-6), "done resets the fast weights"
 assert norm_after < norm_before, "the reset state holds one write, less than 20 frames of writes"
 
+# %% [markdown]
+# The plot below shows $\lVert W \rVert$ of game 0 after each of the 20 frames, and, as a
+# red square, after frame 21, the step marked done.
+
 # %%
 plt.figure(figsize=(5, 3))
 plt.plot(range(1, 21), norms, "o-", label="frames 1-20")
