@@ -57,7 +57,9 @@ def broadcast_to_rank(a: Array, ndim: int) -> Array:
     return a.reshape((1,) * (ndim - a.ndim) + a.shape)
 
 
-def _uniform(key: Array, shape: Sequence[int], bound: float, dtype) -> Array:
+def uniform(key: Array, shape: Sequence[int], bound: float, dtype) -> Array:
+    """U(-bound, bound) of `shape`, drawn flat (compiles faster on CPU than small rank-4
+    shapes); with `bound = fan_in ** -0.5` PyTorch's default Linear/Conv initialisation."""
     return jax.random.uniform(key, (math.prod(shape),), dtype, -bound, bound).reshape(tuple(shape))
 
 
@@ -80,12 +82,12 @@ class Linear(nnx.Module):
         if check_init(init) == "lm":
             kernel = normal(key, shape, 0.02, param_dtype)
         else:
-            kernel = _uniform(key, shape, fan_in ** -0.5, param_dtype)
+            kernel = uniform(key, shape, fan_in ** -0.5, param_dtype)
         self.kernel = param(kernel, tuple(in_axes) + tuple(out_axes))
         bias_value = None
         if bias:
             bias_value = param(jnp.zeros(self.out_shape, param_dtype) if init == "lm" else
-                               _uniform(rngs.params(), self.out_shape, fan_in ** -0.5, param_dtype),
+                               uniform(rngs.params(), self.out_shape, fan_in ** -0.5, param_dtype),
                                tuple(out_axes))
         self.bias = nnx.data(bias_value)
 

@@ -54,7 +54,6 @@ RNN and the RDN (inherently sequential) use the stepped scan without stop_gradie
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, NamedTuple
 
 import jax
@@ -63,7 +62,7 @@ import numpy as np
 from flax import nnx
 
 from fastweights import registry
-from fastweights.nn.common import Linear, param
+from fastweights.nn.common import Linear, param, uniform
 from fastweights.nn.config import RLCoreConfig
 from fastweights.nn.layer import FastWeightLayer
 from fastweights.nn.models import RLCore
@@ -92,7 +91,8 @@ class AgentConfig:
     """The agent.
 
     Attributes:
-      torso: "deep" (the IMPALA ResNet of PAPER_SPEC 3.4) or "small" (MinAtar's network).
+      torso: "deep" (the IMPALA ResNet of PAPER_SPEC 3.4), "small" (MinAtar's network) or
+        "nature" (the Nature DQN network, a small torso for Atari frames).
       torso_dim: width of the torso's last Linear (None: 256 deep, 128 small, 512 nature).
       core: one of `CORES`. "lstm" is the LSTM baseline `LSTM(torso_dim + 1, lstm_hidden)`
         (PAPER_SPEC 3.4); the others are an `RLCore` with that fast-weight layer ("rdn":
@@ -170,13 +170,6 @@ def core_config_for(config: AgentConfig) -> RLCoreConfig:
 
 # --- torsos --------------------------------------------------------------------------------
 
-def _torch_uniform(key: Array, shape: tuple[int, ...], fan_in: int, dtype) -> Array:
-    """PyTorch's default conv/linear init, U(+-1/sqrt(fan_in)) (kaiming_uniform with a =
-    sqrt(5)); drawn flat, which compiles faster on CPU than small rank-4 shapes."""
-    bound = fan_in ** -0.5
-    return jax.random.uniform(key, (math.prod(shape),), dtype, -bound, bound).reshape(shape)
-
-
 class Conv2d(nnx.Module):
     """`Conv2d(in, out, kernel, stride, padding)` on NHWC inputs, PyTorch's initialisation.
     `kernel [k, k, in, out]`, `bias [out]`."""
@@ -185,9 +178,9 @@ class Conv2d(nnx.Module):
                  padding: int = 0, rngs: nnx.Rngs, param_dtype=jnp.float32):
         fan_in = kernel_size * kernel_size * in_channels
         self.stride, self.padding = stride, padding
-        self.kernel = param(_torch_uniform(rngs.params(), (kernel_size, kernel_size, in_channels, out_channels),
-                                           fan_in, param_dtype), (None, None, "conv_in", "conv_out"))
-        self.bias = param(_torch_uniform(rngs.params(), (out_channels,), fan_in, param_dtype), ("conv_out",))
+        self.kernel = param(uniform(rngs.params(), (kernel_size, kernel_size, in_channels, out_channels),
+                                    fan_in ** -0.5, param_dtype), (None, None, "conv_in", "conv_out"))
+        self.bias = param(uniform(rngs.params(), (out_channels,), fan_in ** -0.5, param_dtype), ("conv_out",))
 
     def __call__(self, x: Array) -> Array:
         y = jax.lax.conv_general_dilated(x, self.kernel[...].astype(x.dtype), (self.stride, self.stride),
